@@ -1,0 +1,34 @@
+# Copytrade: the two commands a newcomer needs are `make start` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: install gen start test test-unit test-e2e lint clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+## install: a virtualenv with every dependency, the real servers included, and generated code
+install: $(VENV)/.installed gen
+
+## gen: Python API package and Envoy descriptor set from protos/ (one command, one source)
+gen: $(VENV)/.installed
+	$(PY) scripts/gen_protos.py
+
+## start: the whole platform on embedded defaults (Ctrl-C stops it all)
+start: install
+	$(PY) -m stack
+
+## test: every test, unit and end to end, against embedded servers or DATABASE_URL/REDIS_URL/NATS_URL
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/buf lint
+
+clean:
+	rm -rf build .pytest_cache

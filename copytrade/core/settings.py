@@ -1,0 +1,144 @@
+"""One typed settings object for every process, read from environment variables.
+
+The same variables configure the local stack, the tests and docker-compose.yml. A bad value stops
+the process at start with a message naming the variable (`SettingsError`), never later mid-request.
+"""
+
+from __future__ import annotations
+
+import functools
+from enum import Enum
+from pathlib import Path
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+VERSION = "0.2.0"
+# The development secret is public (it is in this file); production refuses to start with it.
+DEVELOPMENT_JWT_SECRET = "copytrade-development-secret-do-not-use-in-production"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+class Environment(str, Enum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class SettingsError(SystemExit):
+    """Raised at start-up for a missing or malformed setting; exits with the reason."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    environment: Environment = Environment.DEVELOPMENT
+    log_level: str = "INFO"
+    log_format: str = Field("json", pattern="^(json|console)$")
+
+    # Backing servers. Empty means "start the embedded one" (the local stack fills them in).
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:55432/copytrade"
+    redis_url: str = "redis://127.0.0.1:56379/0"
+    nats_url: str = "nats://127.0.0.1:54222"
+    database_pool_size: int = Field(10, ge=1, le=200)
+
+    # Tokens.
+    jwt_secret: str = DEVELOPMENT_JWT_SECRET
+    jwt_issuer: str = "copytrade-auth"
+    jwt_audience: str = "copytrade-api"
+    access_token_ttl_seconds: int = Field(900, ge=30, le=86_400)
+    refresh_token_ttl_seconds: int = Field(7 * 86_400, ge=60, le=90 * 86_400)
+    bcrypt_rounds: int = Field(12, ge=4, le=16)
+    # Failed logins allowed per window before answering RESOURCE_EXHAUSTED.
+    login_failures_per_username: int = Field(5, ge=1)
+    login_failures_per_address: int = Field(20, ge=1)
+    login_failure_window_seconds: int = Field(60, ge=1)
+
+    # gRPC services: each listens on grpc_bind_host:<its port>; the others reach it at <its target>.
+    grpc_bind_host: str = "127.0.0.1"
+    auth_grpc_port: int = Field(50051, ge=1, le=65535)
+    orders_grpc_port: int = Field(50052, ge=1, le=65535)
+    replicator_grpc_port: int = Field(50053, ge=1, le=65535)
+    broker_gateway_grpc_port: int = Field(50054, ge=1, le=65535)
+    auth_grpc_target: str = ""
+    orders_grpc_target: str = ""
+    replicator_grpc_target: str = ""
+    broker_gateway_grpc_target: str = ""
+    # Seconds between health NOT_SERVING and the server's stop, so Envoy's health checks notice.
+    shutdown_drain_seconds: float = Field(3.0, ge=0, le=60)
+    shutdown_grace_seconds: float = Field(5.0, ge=0, le=120)
+
+    # Envoy gateway.
+    envoy_port: int = Field(8000, ge=1, le=65535)
+    envoy_admin_port: int = Field(9901, ge=1, le=65535)
+
+    # Embedded servers of the local stack.
+    data_dir: Path = PROJECT_ROOT / ".data"
+    postgres_port: int = Field(55432, ge=1, le=65535)
+    redis_port: int = Field(56379, ge=1, le=65535)
+    nats_port: int = Field(54222, ge=1, le=65535)
+    nats_monitor_port: int = Field(58222, ge=1, le=65535)
+
+    @field_validator("database_url")
+    @classmethod
+    def _asyncpg_driver(cls, value: str) -> str:
+        # Accept the plain libpq form that operators and managed databases hand out.
+        for prefix in ("postgresql://", "postgres://"):
+            if value.startswith(prefix):
+                return "postgresql+asyncpg://" + value[len(prefix) :]
+        if not value.startswith("postgresql+asyncpg://"):
+            raise ValueError("must be a postgresql:// or postgresql+asyncpg:// URL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @field_validator("nats_url")
+    @classmethod
+    def _nats_scheme(cls, value: str) -> str:
+        if not all(part.strip().startswith(("nats://", "tls://")) for part in value.split(",")):
+            raise ValueError("must be nats:// or tls:// URLs, comma-separated")
+        return value
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _secret_length(cls, value: str) -> str:
+        if len(value.encode()) < 32:
+            raise ValueError("must be at least 32 bytes for HS256")
+        return value
+
+    @model_validator(mode="after")
+    def _production_needs_real_secret(self) -> Settings:
+        if self.environment is Environment.PRODUCTION and self.jwt_secret == DEVELOPMENT_JWT_SECRET:
+            raise ValueError(
+                "JWT_SECRET is the public development default; set a secret of your own in production"
+            )
+        return self
+
+    def grpc_target(self, service: str) -> str:
+        """Where the named service (`auth`, `orders`, `replicator`, `broker_gateway`) is reached."""
+        explicit = getattr(self, f"{service}_grpc_target")
+        return explicit or f"127.0.0.1:{getattr(self, f'{service}_grpc_port')}"
+
+    def grpc_port(self, service: str) -> int:
+        return int(getattr(self, f"{service}_grpc_port"))
+
+
+def load_settings() -> Settings:
+    """Read the environment, or exit naming each bad variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = "_".join(str(part) for part in err["loc"]).upper() or "settings"
+            problems.append(f"  {name}: {err['msg']}")
+        raise SettingsError("invalid configuration:\n" + "\n".join(problems)) from None
+
+
+@functools.cache
+def get_settings() -> Settings:
+    return load_settings()
