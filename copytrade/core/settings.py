@@ -6,6 +6,8 @@ the process at start with a message naming the variable (`SettingsError`), never
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 from enum import Enum
 from pathlib import Path
@@ -16,6 +18,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 VERSION = "0.2.0"
 # The development secret is public (it is in this file); production refuses to start with it.
 DEVELOPMENT_JWT_SECRET = "copytrade-development-secret-do-not-use-in-production"
+# Likewise public: encrypts broker credentials in development only.
+DEVELOPMENT_CREDENTIALS_KEY = "Y29weXRyYWRlLWRldmVsb3BtZW50LWtleS0zMi1ieXQ="
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 
 
@@ -67,6 +71,24 @@ class Settings(BaseSettings):
     shutdown_drain_seconds: float = Field(3.0, ge=0, le=60)
     shutdown_grace_seconds: float = Field(5.0, ge=0, le=120)
 
+    # Broker gateway. The base URLs default to the mock IIFL server of the local stack; point them at
+    # https://api.iiflcapital.com/v1 and https://ttblaze.iifl.com/interactive for the real brokers.
+    iifl_v1_base_url: str = ""
+    xts_base_url: str = ""
+    # The exchange algo id SEBI's retail-algo framework requires on every API order.
+    broker_algo_id: str = Field("COPYTRADE01", pattern=r"^[A-Za-z0-9]{1,20}$")
+    # Fernet key (urlsafe base64 of 32 bytes) that encrypts broker credentials at rest.
+    credentials_key: str = DEVELOPMENT_CREDENTIALS_KEY
+    broker_http_client: str = Field("aiohttp", pattern="^(aiohttp|httpx)$")
+    broker_request_timeout_seconds: float = Field(5.0, gt=0, le=60)
+    # How long one order may take in all, lookups and retries included, before it is reported UNKNOWN.
+    broker_order_deadline_seconds: float = Field(20.0, gt=0, le=300)
+    broker_orders_per_second: float = Field(10.0, gt=0, le=1000)
+    broker_reads_per_second: float = Field(3.0, gt=0, le=1000)
+    # The mock IIFL server of the local stack and the tests: HTTP/1.1 and an h2c listener.
+    mock_iifl_port: int = Field(58801, ge=1, le=65535)
+    mock_iifl_h2_port: int = Field(58802, ge=1, le=65535)
+
     # Envoy gateway.
     envoy_port: int = Field(8000, ge=1, le=65535)
     envoy_admin_port: int = Field(9901, ge=1, le=65535)
@@ -110,13 +132,38 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 32 bytes for HS256")
         return value
 
+    @field_validator("credentials_key")
+    @classmethod
+    def _fernet_key(cls, value: str) -> str:
+        try:
+            raw = base64.urlsafe_b64decode(value.encode())
+        except (ValueError, binascii.Error):
+            raw = b""
+        if len(raw) != 32:
+            raise ValueError("must be urlsafe base64 of 32 bytes (python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')")
+        return value
+
     @model_validator(mode="after")
-    def _production_needs_real_secret(self) -> Settings:
-        if self.environment is Environment.PRODUCTION and self.jwt_secret == DEVELOPMENT_JWT_SECRET:
-            raise ValueError(
-                "JWT_SECRET is the public development default; set a secret of your own in production"
-            )
+    def _production_needs_real_secrets(self) -> Settings:
+        if self.environment is Environment.PRODUCTION:
+            if self.jwt_secret == DEVELOPMENT_JWT_SECRET:
+                raise ValueError(
+                    "JWT_SECRET is the public development default; set a secret of your own in production"
+                )
+            if self.credentials_key == DEVELOPMENT_CREDENTIALS_KEY:
+                raise ValueError(
+                    "CREDENTIALS_KEY is the public development default; set a key of your own in production"
+                )
         return self
+
+    def broker_base_url(self, dialect: str) -> str:
+        """Where the broker of a dialect (`IIFL_CAPITAL_V1` or `XTS`) answers."""
+        mock = f"http://127.0.0.1:{self.mock_iifl_port}"
+        if dialect == "IIFL_CAPITAL_V1":
+            return (self.iifl_v1_base_url or f"{mock}/v1").rstrip("/")
+        if dialect == "XTS":
+            return (self.xts_base_url or f"{mock}/interactive").rstrip("/")
+        raise ValueError(f"unknown broker dialect {dialect!r}")
 
     def grpc_target(self, service: str) -> str:
         """Where the named service (`auth`, `orders`, `replicator`, `broker_gateway`) is reached."""

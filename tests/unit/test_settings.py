@@ -1,4 +1,5 @@
 import pytest
+from cryptography.fernet import Fernet
 
 from copytrade.core.settings import DEVELOPMENT_JWT_SECRET, SettingsError, load_settings
 
@@ -25,6 +26,8 @@ def test_plain_libpq_url_gets_the_asyncpg_driver(monkeypatch):
         ("ENVOY_PORT", "70000", "ENVOY_PORT"),
         ("JWT_SECRET", "short", "JWT_SECRET"),
         ("BCRYPT_ROUNDS", "2", "BCRYPT_ROUNDS"),
+        ("CREDENTIALS_KEY", "not-a-fernet-key", "CREDENTIALS_KEY"),
+        ("BROKER_HTTP_CLIENT", "requests", "BROKER_HTTP_CLIENT"),
     ],
 )
 def test_bad_value_fails_fast_naming_the_variable(monkeypatch, variable, value, named):
@@ -42,8 +45,18 @@ def test_production_refuses_the_development_secret(monkeypatch):
     assert "JWT_SECRET" in str(raised.value)
 
 
-def test_production_starts_with_its_own_secret(monkeypatch):
+def test_production_refuses_the_development_credentials_key(monkeypatch):
     monkeypatch.setenv("ENVIRONMENT", "production")
     monkeypatch.setenv("JWT_SECRET", "a-production-secret-that-is-long-enough-123")
+    monkeypatch.delenv("CREDENTIALS_KEY", raising=False)
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    assert "CREDENTIALS_KEY" in str(raised.value)
+
+
+def test_production_starts_with_its_own_secrets(monkeypatch):
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    monkeypatch.setenv("JWT_SECRET", "a-production-secret-that-is-long-enough-123")
+    monkeypatch.setenv("CREDENTIALS_KEY", Fernet.generate_key().decode())
     settings = load_settings()
     assert settings.jwt_secret != DEVELOPMENT_JWT_SECRET
