@@ -53,9 +53,31 @@ def grpc_service(name: str, module: str | None = None) -> App:
     return App(name, build)
 
 
+def mock_iifl() -> App:
+    """The mock IIFL broker (`python -m mock_iifl`), ready when GET /_mock/health answers 200.
+
+    It serves the broker gateway's default base URLs (settings.broker_base_url); the gateway does not
+    call it at start, so it starts with the services rather than before them.
+    """
+
+    def build(ctx: StackContext) -> ProcessSpec:
+        settings = ctx.settings
+        port = settings.mock_iifl_port
+        return ProcessSpec(
+            name="mock_iifl",
+            argv=python_module("mock_iifl"),
+            env=ctx.env,
+            address=f"127.0.0.1:{port} (h2c :{settings.mock_iifl_h2_port})",
+            ready=lambda: probes.http_ok("127.0.0.1", port, "/_mock/health"),
+            cwd=WORKING_DIR,
+        )
+
+    return App("mock_iifl", build)
+
+
 # Started together after the migrations, stopped together before the backing servers.
 SERVICES = ("auth", "orders", "replicator", "broker_gateway")
-APPS: tuple[App, ...] = tuple(grpc_service(name) for name in SERVICES)
+APPS: tuple[App, ...] = (*(grpc_service(name) for name in SERVICES), mock_iifl())
 
 
 def migrate_spec(ctx: StackContext) -> ProcessSpec:

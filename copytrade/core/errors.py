@@ -15,10 +15,13 @@ from grpc_status import rpc_status
 class ServiceError(Exception):
     code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(self, message: str, *, field: str | None = None, reason: str | None = None, domain: str = "copytrade") -> None:
         super().__init__(f"{field}: {message}" if field else message)
         self.field = field
         self.description = message
+        # A machine-readable cause (google.rpc.ErrorInfo), e.g. NEEDS_RELOGIN, for callers to act on.
+        self.reason = reason
+        self.domain = domain
 
     def to_status(self) -> grpc.Status:
         details = []
@@ -26,6 +29,10 @@ class ServiceError(Exception):
             violation = error_details_pb2.BadRequest.FieldViolation(field=self.field, description=self.description)
             packed = any_pb2.Any()
             packed.Pack(error_details_pb2.BadRequest(field_violations=[violation]))
+            details.append(packed)
+        if self.reason is not None:
+            packed = any_pb2.Any()
+            packed.Pack(error_details_pb2.ErrorInfo(reason=self.reason, domain=self.domain))
             details.append(packed)
         status = status_pb2.Status(code=self.code.value[0], message=str(self), details=details)
         return rpc_status.to_status(status)

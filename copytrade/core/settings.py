@@ -40,9 +40,9 @@ class Settings(BaseSettings):
     log_format: str = Field("json", pattern="^(json|console)$")
 
     # Backing servers. Empty means "start the embedded one" (the local stack fills them in).
-    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:55432/copytrade"
-    redis_url: str = "redis://127.0.0.1:56379/0"
-    nats_url: str = "nats://127.0.0.1:54222"
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:15432/copytrade"
+    redis_url: str = "redis://127.0.0.1:16379/0"
+    nats_url: str = "nats://127.0.0.1:14222"
     database_pool_size: int = Field(10, ge=1, le=200)
 
     # Tokens.
@@ -79,6 +79,15 @@ class Settings(BaseSettings):
     broker_algo_id: str = Field("COPYTRADE01", pattern=r"^[A-Za-z0-9]{1,20}$")
     # Fernet key (urlsafe base64 of 32 bytes) that encrypts broker credentials at rest.
     credentials_key: str = DEVELOPMENT_CREDENTIALS_KEY
+    # The static IP the platform's broker calls leave from, which each user whitelists with IIFL
+    # (SEBI's static-IP rule); shown to users when they link an account.
+    broker_egress_ip: str = ""
+    # Where a user logs in at IIFL Capital each day to get the auth code a relink needs.
+    iifl_v1_login_url: str = ""
+    # Market protection put on a MARKET order that names none (SEBI requires a non-zero one).
+    default_market_protection_percent: str = Field("2", pattern=r"^\d{1,2}(\.\d{1,2})?$")
+    # Connections to each broker opened at start, so the first fan-out does not pay for handshakes.
+    broker_warm_connections: int = Field(64, ge=0, le=10_000)
     broker_http_client: str = Field("aiohttp", pattern="^(aiohttp|httpx)$")
     broker_request_timeout_seconds: float = Field(5.0, gt=0, le=60)
     # How long one order may take in all, lookups and retries included, before it is reported UNKNOWN.
@@ -86,19 +95,20 @@ class Settings(BaseSettings):
     broker_orders_per_second: float = Field(10.0, gt=0, le=1000)
     broker_reads_per_second: float = Field(3.0, gt=0, le=1000)
     # The mock IIFL server of the local stack and the tests: HTTP/1.1 and an h2c listener.
-    mock_iifl_port: int = Field(58801, ge=1, le=65535)
-    mock_iifl_h2_port: int = Field(58802, ge=1, le=65535)
+    mock_iifl_port: int = Field(18801, ge=1, le=65535)
+    mock_iifl_h2_port: int = Field(18802, ge=1, le=65535)
 
     # Envoy gateway.
     envoy_port: int = Field(8000, ge=1, le=65535)
     envoy_admin_port: int = Field(9901, ge=1, le=65535)
 
-    # Embedded servers of the local stack.
+    # Embedded servers of the local stack. All default ports sit below Linux's ephemeral range
+    # (32768-60999), where an outgoing connection could take one first.
     data_dir: Path = PROJECT_ROOT / ".data"
-    postgres_port: int = Field(55432, ge=1, le=65535)
-    redis_port: int = Field(56379, ge=1, le=65535)
-    nats_port: int = Field(54222, ge=1, le=65535)
-    nats_monitor_port: int = Field(58222, ge=1, le=65535)
+    postgres_port: int = Field(15432, ge=1, le=65535)
+    redis_port: int = Field(16379, ge=1, le=65535)
+    nats_port: int = Field(14222, ge=1, le=65535)
+    nats_monitor_port: int = Field(18222, ge=1, le=65535)
 
     @field_validator("database_url")
     @classmethod
@@ -164,6 +174,12 @@ class Settings(BaseSettings):
         if dialect == "XTS":
             return (self.xts_base_url or f"{mock}/interactive").rstrip("/")
         raise ValueError(f"unknown broker dialect {dialect!r}")
+
+    def broker_login_url(self, dialect: str) -> str:
+        """Where a user of a dialect logs in again (only IIFL Capital needs the user's own login)."""
+        if dialect != "IIFL_CAPITAL_V1":
+            return ""
+        return self.iifl_v1_login_url or f"http://127.0.0.1:{self.mock_iifl_port}/_mock/login"
 
     def grpc_target(self, service: str) -> str:
         """Where the named service (`auth`, `orders`, `replicator`, `broker_gateway`) is reached."""

@@ -17,7 +17,10 @@ from copytrade.core.settings import Settings
 
 ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "role", "iat", "exp", "jti")
-ROLES = ("MASTER", "FOLLOWER", "ADMIN")
+ROLES = ("MASTER", "FOLLOWER", "ADMIN", "SERVICE")
+# Services calling each other (the replicator calling the broker gateway) carry a token of this role,
+# which nobody can register as or log in to: only a process holding JWT_SECRET can mint one.
+SERVICE_ROLE = "SERVICE"
 
 
 class InvalidToken(Exception):
@@ -41,6 +44,10 @@ class Principal:
     def is_admin(self) -> bool:
         return self.role == "ADMIN"
 
+    @property
+    def is_service(self) -> bool:
+        return self.role == SERVICE_ROLE
+
 
 def issue_access_token(settings: Settings, user_id: int, role: str, now: float | None = None) -> tuple[str, Principal]:
     issued_at = int(now if now is not None else time.time())
@@ -55,6 +62,11 @@ def issue_access_token(settings: Settings, user_id: int, role: str, now: float |
     }
     token = jwt.encode(claims, settings.jwt_secret, algorithm=ALGORITHM)
     return token, Principal(user_id, role, claims["jti"], claims["exp"])
+
+
+def issue_service_token(settings: Settings, now: float | None = None) -> str:
+    """A short-lived token for service-to-service calls (subject 0: no user)."""
+    return issue_access_token(settings, 0, SERVICE_ROLE, now)[0]
 
 
 def verify_access_token(settings: Settings, token: str) -> Principal:

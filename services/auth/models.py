@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, Identity, Index, MetaData, Numeric, String, func, text
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, Identity, Index, Numeric, String, func, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from copytrade.core.db import schema_metadata
 
 SCHEMA = "auth"
 ROLES = ("MASTER", "FOLLOWER", "ADMIN")
@@ -15,15 +17,7 @@ DEFAULT_BALANCE = Decimal("10000.00")
 
 
 class Base(DeclarativeBase):
-    metadata = MetaData(
-        schema=SCHEMA,
-        naming_convention={
-            "pk": "pk_%(table_name)s",
-            "uq": "uq_%(table_name)s_%(column_0_name)s",
-            "ck": "ck_%(table_name)s_%(constraint_name)s",
-            "ix": "ix_%(table_name)s_%(column_0_name)s",
-        },
-    )
+    metadata = schema_metadata(SCHEMA)
 
 
 class User(Base):

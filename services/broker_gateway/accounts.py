@@ -1,0 +1,104 @@
+"""Linked broker accounts in PostgreSQL: who trades through which IIFL account, and its session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.sql import func
+
+from copytrade.core.errors import AlreadyExists
+from services.broker_gateway.models import LinkedAccount
+
+
+class AccountRepository:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def by_user(self, user_id: int) -> LinkedAccount | None:
+        async with self._sessions() as session:
+            return await session.scalar(select(LinkedAccount).where(LinkedAccount.user_id == user_id))
+
+    async def by_id(self, account_id: int) -> LinkedAccount | None:
+        async with self._sessions() as session:
+            return await session.get(LinkedAccount, account_id)
+
+    async def by_ids(self, account_ids: Iterable[int]) -> dict[int, LinkedAccount]:
+        ids = list(set(account_ids))
+        async with self._sessions() as session:
+            rows = await session.scalars(select(LinkedAccount).where(LinkedAccount.id.in_(ids)))
+            return {row.id: row for row in rows}
+
+    async def by_users(self, user_ids: Iterable[int]) -> list[LinkedAccount]:
+        ids = list(set(user_ids))
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(LinkedAccount).where(LinkedAccount.user_id.in_(ids)).order_by(LinkedAccount.user_id)
+            )
+            return list(rows)
+
+    async def create(self, account: LinkedAccount) -> LinkedAccount:
+        async with self._sessions() as session:
+            session.add(account)
+            try:
+                await session.commit()
+            except IntegrityError as exc:
+                if "uq_linked_accounts_user_id" in str(exc.orig):
+                    raise AlreadyExists(
+                        "you already have a linked account; relink it or unlink it first", field="user_id"
+                    ) from None
+                raise AlreadyExists(
+                    "this broker account is already linked to another user", field="client_code"
+                ) from None
+            await session.refresh(account)
+            return account
+
+    async def save_session(
+        self,
+        account_id: int,
+        *,
+        sealed_token: str,
+        expires_at: datetime | None,
+        new_credentials: tuple[str, str] | None = None,
+    ) -> LinkedAccount | None:
+        """A new broker session (and, on a relink with new keys, the sealed credentials and hint)."""
+        values: dict[str, object] = {
+            "session_encrypted": sealed_token,
+            "session_expires_at": expires_at,
+            "status": "LINKED",
+            "status_reason": "",
+            "last_login_at": func.now(),
+            "updated_at": func.now(),
+        }
+        if new_credentials is not None:
+            values["credentials_encrypted"], values["app_key_hint"] = new_credentials
+        return await self._update(account_id, values)
+
+    async def mark_needs_relogin(self, account_id: int, reason: str) -> LinkedAccount | None:
+        return await self._update(
+            account_id,
+            {
+                "status": "NEEDS_RELOGIN",
+                "status_reason": reason[:200],
+                "session_encrypted": None,
+                "session_expires_at": None,
+                "updated_at": func.now(),
+            },
+        )
+
+    async def delete_for_user(self, user_id: int) -> bool:
+        async with self._sessions() as session:
+            result = await session.execute(delete(LinkedAccount).where(LinkedAccount.user_id == user_id))
+            await session.commit()
+            return bool(result.rowcount)
+
+    async def _update(self, account_id: int, values: dict[str, object]) -> LinkedAccount | None:
+        async with self._sessions() as session:
+            row = await session.scalar(
+                update(LinkedAccount).where(LinkedAccount.id == account_id).values(**values).returning(LinkedAccount)
+            )
+            await session.commit()
+            return row

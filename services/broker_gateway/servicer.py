@@ -1,0 +1,272 @@
+"""BrokerGatewayService: orders into linked IIFL accounts, for the platform's own services.
+
+Only callers with a service (or admin) token may use it: it acts in any user's account. Envoy does
+not route it either; this check is the second wall.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import grpc
+
+from copytrade.broker.v1 import broker_pb2, broker_pb2_grpc
+from copytrade.core.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    PermissionDenied,
+    ResourceExhausted,
+    Unavailable,
+)
+from copytrade.core.interceptor import caller
+from copytrade.core.settings import Settings
+from services.broker_gateway import fanout
+from services.broker_gateway.account_servicer import account_message
+from services.broker_gateway.accounts import AccountRepository
+from services.broker_gateway.brokers import (
+    BookEntry,
+    NeedsRelogin,
+    OrderChange,
+    OrderType,
+    Placement,
+    RateLimited,
+    Validity,
+)
+from services.broker_gateway.brokers.base import BrokerError
+from services.broker_gateway.instruments import InstrumentMaster, Invalid, OrderRequest
+from services.broker_gateway.sessions import Ready, Refusal, Resolution, SessionManager
+
+Outcome = broker_pb2.PlacementOutcome
+ERROR_DOMAIN = "broker.copytrade"
+
+
+def _require_service_caller() -> None:
+    principal = caller()
+    if not (principal.is_service or principal.is_admin):
+        raise PermissionDenied("the broker gateway is for the platform's services only")
+
+
+def _decimal_text(value: Decimal | None) -> str:
+    return "" if value is None else format(value, "f")
+
+
+def broker_order_message(account_id: int, entry: BookEntry) -> broker_pb2.BrokerOrder:
+    return broker_pb2.BrokerOrder(
+        account_id=account_id,
+        broker_order_id=entry.broker_order_id,
+        exchange_order_id=entry.exchange_order_id,
+        tag=entry.tag,
+        instrument=broker_pb2.Instrument(symbol=entry.symbol, exchange=int(entry.exchange or 0)),
+        side=int(entry.side or 0),
+        order_type=int(entry.order_type or 0),
+        product=int(entry.product or 0),
+        validity=int(entry.validity or 0),
+        quantity=entry.quantity,
+        filled_quantity=entry.filled_quantity,
+        pending_quantity=entry.pending_quantity,
+        price=_decimal_text(entry.price),
+        trigger_price=_decimal_text(entry.trigger_price),
+        average_price=_decimal_text(entry.average_price),
+        status=int(entry.status),
+        raw_status=entry.raw_status,
+        rejection_reason=entry.rejection_reason,
+        exchange_time=entry.exchange_time.isoformat() if entry.exchange_time else "",
+    )
+
+
+def _result(order: broker_pb2.NewOrder, **fields: object) -> broker_pb2.PlacementResult:
+    return broker_pb2.PlacementResult(
+        tag=order.tag, user_id=order.user_id, account_id=order.account_id, order_id=order.order_id, **fields
+    )
+
+
+def placement_result(order: broker_pb2.NewOrder, placement: Placement) -> broker_pb2.PlacementResult:
+    return _result(
+        order,
+        outcome=int(placement.outcome),
+        broker_order_id=placement.broker_order_id,
+        error_code=placement.error_code,
+        reason=placement.reason,
+        latency_ms=placement.latency_ms,
+        attempts=placement.attempts,
+        found_existing=placement.found_existing,
+        retryable=placement.retryable,
+    )
+
+
+class BrokerGatewayServicer(broker_pb2_grpc.BrokerGatewayServiceServicer):
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: SessionManager,
+        instruments: InstrumentMaster,
+        accounts: AccountRepository,
+    ) -> None:
+        self._settings = settings
+        self._sessions = sessions
+        self._instruments = instruments
+        self._accounts = accounts
+        self._protection = Decimal(settings.default_market_protection_percent)
+
+    # Placing.
+
+    async def ExecuteFanout(
+        self, request: broker_pb2.ExecuteFanoutRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[broker_pb2.ExecuteFanoutResponse]:
+        _require_service_caller()
+        fanout.check_request(request)
+        resolved = await self._sessions.resolve(order.account_id for order in request.orders)
+        place_one = functools.partial(self._place_one, resolved, request.resumed)
+        async for message in fanout.stream_fanout(request, place_one):
+            yield message
+
+    async def PlaceOrder(self, request: broker_pb2.PlaceOrderRequest, context: grpc.aio.ServicerContext):
+        _require_service_caller()
+        order = request.order
+        if not fanout.TAG.fullmatch(order.tag):
+            raise InvalidArgument("must be 1 to 20 letters and digits", field="order.tag")
+        resolved = await self._sessions.resolve([order.account_id])
+        target = resolved[order.account_id]
+        if isinstance(target, Ready):
+            checked = self._check(order, target)
+            if isinstance(checked, Invalid):
+                raise InvalidArgument(checked.reason, field=f"order.{checked.field or 'instrument'}")
+        return broker_pb2.PlaceOrderResponse(result=await self._place_one(resolved, False, order))
+
+    async def _place_one(
+        self, resolved: dict[int, Resolution], resumed: bool, order: broker_pb2.NewOrder
+    ) -> broker_pb2.PlacementResult:
+        """One order's final result; never raises, so one order cannot end a fan-out."""
+        started = time.monotonic()
+        target = resolved.get(order.account_id) or Refusal("ACCOUNT_NOT_LINKED", "no linked broker account")
+        if isinstance(target, Ready) and target.user_id != order.user_id:
+            # An order must never land in somebody else's account, whatever the caller got wrong.
+            target = Refusal("ACCOUNT_NOT_LINKED", f"account {order.account_id} is not linked to user {order.user_id}")
+        if isinstance(target, Refusal):
+            return _result(order, outcome=Outcome.Value(f"PLACEMENT_OUTCOME_{target.code}"), error_code=target.code, reason=target.reason)
+        if not fanout.TAG.fullmatch(order.tag):
+            return fanout.invalid_order(order, "tag must be 1 to 20 letters and digits")
+        checked = self._check(order, target)
+        if isinstance(checked, Invalid):
+            result = fanout.invalid_order(order, checked.reason)
+            result.error_code = checked.code
+            return result
+        placement = await target.client.place(checked, look_first=resumed)
+        result = placement_result(order, placement)
+        if not result.latency_ms:
+            result.latency_ms = round((time.monotonic() - started) * 1000)
+        return result
+
+    def _check(self, order: broker_pb2.NewOrder, target: Ready):
+        return self._instruments.validate(
+            OrderRequest.from_proto(order),
+            target.dialect,
+            algo_id=self._settings.broker_algo_id,
+            default_market_protection=self._protection,
+        )
+
+    # Changing and reading.
+
+    async def ModifyOrder(self, request: broker_pb2.ModifyOrderRequest, context: grpc.aio.ServicerContext):
+        _require_service_caller()
+        client = await self._client(request.account_id)
+        change = OrderChange(
+            quantity=request.quantity or None,
+            price=_parse_price("price", request.price),
+            trigger_price=_parse_price("trigger_price", request.trigger_price),
+            order_type=OrderType(request.order_type) if request.order_type else None,
+            validity=Validity(request.validity) if request.validity else None,
+        )
+        if change.empty:
+            raise InvalidArgument("name at least one thing to change", field="quantity")
+        result = await client.modify(change, **_order_ref(request), problem=self._instruments.check_change)
+        return broker_pb2.ModifyOrderResponse(result=_action_result(result))
+
+    async def CancelOrder(self, request: broker_pb2.CancelOrderRequest, context: grpc.aio.ServicerContext):
+        _require_service_caller()
+        client = await self._client(request.account_id)
+        result = await client.cancel(**_order_ref(request))
+        return broker_pb2.CancelOrderResponse(result=_action_result(result))
+
+    async def GetOrder(self, request: broker_pb2.GetOrderRequest, context: grpc.aio.ServicerContext):
+        _require_service_caller()
+        client = await self._client(request.account_id)
+        entry = await _read(client.get_order(**_order_ref(request)))
+        if entry is None:
+            return broker_pb2.GetOrderResponse(found=False)
+        return broker_pb2.GetOrderResponse(found=True, order=broker_order_message(request.account_id, entry))
+
+    async def ListOrders(self, request: broker_pb2.ListOrdersRequest, context: grpc.aio.ServicerContext):
+        _require_service_caller()
+        client = await self._client(request.account_id)
+        entries = await _read(client.list_orders(list(request.tags) or None))
+        return broker_pb2.ListOrdersResponse(
+            orders=[broker_order_message(request.account_id, entry) for entry in entries],
+            read_at=datetime.now(UTC).isoformat(),
+        )
+
+    async def BatchGetLinkedAccounts(
+        self, request: broker_pb2.BatchGetLinkedAccountsRequest, context: grpc.aio.ServicerContext
+    ):
+        _require_service_caller()
+        if not request.user_ids:
+            raise InvalidArgument("at least one user id is required", field="user_ids")
+        if len(request.user_ids) > fanout.MAX_ORDERS_PER_FANOUT:
+            raise InvalidArgument(f"at most {fanout.MAX_ORDERS_PER_FANOUT} user ids", field="user_ids")
+        rows = await self._accounts.by_users(request.user_ids)
+        return broker_pb2.BatchGetLinkedAccountsResponse(
+            accounts=[account_message(row, self._settings) for row in rows]
+        )
+
+    async def _client(self, account_id: int):
+        if account_id <= 0:
+            raise InvalidArgument("is required", field="account_id")
+        target = (await self._sessions.resolve([account_id]))[account_id]
+        if isinstance(target, Refusal):
+            raise FailedPrecondition(target.reason, reason=target.code, domain=ERROR_DOMAIN)
+        return target.client
+
+
+def _order_ref(request) -> dict[str, str]:
+    which = request.WhichOneof("order_ref")
+    if which is None or not getattr(request, which):
+        raise InvalidArgument("name the order by broker_order_id or tag", field="order_ref")
+    return {which: getattr(request, which)}
+
+
+def _parse_price(field: str, text: str) -> Decimal | None:
+    if not text:
+        return None
+    try:
+        value = Decimal(text)
+    except ArithmeticError:
+        raise InvalidArgument(f"must be a decimal number, not {text!r}", field=field) from None
+    if not value.is_finite() or value <= 0:
+        raise InvalidArgument("must be a positive number", field=field)
+    return value
+
+
+def _action_result(result) -> broker_pb2.ActionResult:
+    return broker_pb2.ActionResult(
+        outcome=int(result.outcome),
+        broker_order_id=result.broker_order_id,
+        error_code=result.error_code,
+        reason=result.reason,
+        latency_ms=result.latency_ms,
+    )
+
+
+async def _read(call):
+    """A broker read, its failures turned into the RPC errors the proto documents."""
+    try:
+        return await call
+    except NeedsRelogin as exc:
+        raise FailedPrecondition(exc.reason, reason="NEEDS_RELOGIN", domain=ERROR_DOMAIN) from None
+    except RateLimited as exc:
+        raise ResourceExhausted(exc.reason) from None
+    except BrokerError as exc:
+        raise Unavailable(f"the broker could not be read ({exc.code}): {exc.reason}") from None
