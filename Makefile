@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install gen start test test-unit test-e2e lint clean
+.PHONY: install gen start test lint clean bench-gateway
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,3 +32,7 @@ lint: install
 
 clean:
 	rm -rf build .pytest_cache
+
+## bench-gateway: ExecuteFanout of 500 and 5,000 orders vs bare HTTP clients (prints a table, writes bench-results/)
+bench-gateway: install
+	$(PY) -m bench.broker_fanout

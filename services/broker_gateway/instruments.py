@@ -202,7 +202,9 @@ class InstrumentMaster:
             if instrument and change.quantity % instrument.lot_size:
                 return f"quantity: {change.quantity} is not a multiple of the lot size {instrument.lot_size}"
             if instrument and instrument.freeze_quantity and change.quantity > instrument.freeze_quantity:
-                return f"quantity: {change.quantity} is above the freeze quantity {instrument.freeze_quantity}"
+                return (
+                    f"quantity: {change.quantity} is above the freeze quantity {instrument.freeze_quantity}"
+                )
         for name, value in (("price", change.price), ("trigger_price", change.trigger_price)):
             if value is None:
                 continue
@@ -232,7 +234,14 @@ def _price(text: str) -> Decimal | None | str:
 
 
 class _Validation:
-    def __init__(self, master: InstrumentMaster, order: OrderRequest, dialect: Dialect, algo_id: str, default_protection) -> None:
+    def __init__(
+        self,
+        master: InstrumentMaster,
+        order: OrderRequest,
+        dialect: Dialect,
+        algo_id: str,
+        default_protection,
+    ) -> None:
         self.master = master
         self.order = order
         self.dialect = dialect
@@ -245,7 +254,9 @@ class _Validation:
             return Invalid("INVALID_ORDER", "tag: must be 1 to 20 ASCII letters and digits", "tag")
         if order.tag.upper() == "NA":
             # IIFL v1 shows untagged orders with the tag "NA": such an order could never be found.
-            return Invalid("INVALID_ORDER", "tag: NA is how IIFL marks untagged orders; use another tag", "tag")
+            return Invalid(
+                "INVALID_ORDER", "tag: NA is how IIFL marks untagged orders; use another tag", "tag"
+            )
         exchange = _enum(Exchange, order.exchange)
         if exchange is None:
             return Invalid("INVALID_ORDER", "instrument.exchange: is required", "instrument.exchange")
@@ -262,7 +273,12 @@ class _Validation:
         order_type = _enum(OrderType, order.order_type)
         product = _enum(Product, order.product)
         validity = _enum(Validity, order.validity or Validity.DAY)
-        for name, value in (("side", side), ("order_type", order_type), ("product", product), ("validity", validity)):
+        for name, value in (
+            ("side", side),
+            ("order_type", order_type),
+            ("product", product),
+            ("validity", validity),
+        ):
             if value is None:
                 return Invalid("INVALID_ORDER", f"{name}: is required", name)
         quantity_problem = self._quantity(instrument)
@@ -332,26 +348,42 @@ class _Validation:
         if needs_trigger and trigger is None:
             return Invalid("INVALID_ORDER", f"trigger_price: is required for a {kind} order", "trigger_price")
         if not needs_trigger and trigger is not None:
-            return Invalid("INVALID_ORDER", f"trigger_price: must be empty for a {kind} order", "trigger_price")
+            return Invalid(
+                "INVALID_ORDER", f"trigger_price: must be empty for a {kind} order", "trigger_price"
+            )
         if order_type is OrderType.SL:
             # A buy stop triggers on the way up and buys at most at its limit; a sell stop mirrors it.
             if side is Side.BUY and trigger > price:
-                return Invalid("INVALID_ORDER", "trigger_price: must not be above the price of a BUY stop-loss order", "trigger_price")
+                return Invalid(
+                    "INVALID_ORDER",
+                    "trigger_price: must not be above the price of a BUY stop-loss order",
+                    "trigger_price",
+                )
             if side is Side.SELL and trigger < price:
-                return Invalid("INVALID_ORDER", "trigger_price: must not be below the price of a SELL stop-loss order", "trigger_price")
+                return Invalid(
+                    "INVALID_ORDER",
+                    "trigger_price: must not be below the price of a SELL stop-loss order",
+                    "trigger_price",
+                )
         return price, trigger
 
     def _protection(self, order_type: OrderType) -> Decimal | None | Invalid:
         # MARKET needs it on IIFL v1 (2026 rules); SL-M always, since it becomes an SL order whose
         # limit is derived from it, on both dialects.
-        required = order_type is OrderType.SL_M or (order_type is OrderType.MARKET and self.dialect is Dialect.IIFL_CAPITAL_V1)
+        required = order_type is OrderType.SL_M or (
+            order_type is OrderType.MARKET and self.dialect is Dialect.IIFL_CAPITAL_V1
+        )
         if order_type not in (OrderType.MARKET, OrderType.SL_M):
             return None
         value = _price(self.order.market_protection_percent)
         if value is None:
             value = self.default_protection
         if isinstance(value, str):
-            return Invalid("INVALID_ORDER", f"market_protection_percent: {value!r} is not a decimal number", "market_protection_percent")
+            return Invalid(
+                "INVALID_ORDER",
+                f"market_protection_percent: {value!r} is not a decimal number",
+                "market_protection_percent",
+            )
         if value is None:
             if required:
                 return Invalid(

@@ -18,7 +18,7 @@ from services.broker_gateway.brokers import (
     PlacementOutcome,
     Rejected,
 )
-from services.broker_gateway.brokers.placement import ActionOutcome
+from services.broker_gateway.brokers.outcomes import ActionOutcome
 from tests.broker_gateway.test_brokers_support import (
     ALGO_ID,
     DIALECTS,
@@ -33,7 +33,9 @@ pytest_plugins = ("tests.broker_gateway.test_brokers_support",)
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
-async def test_session_opens_with_good_credentials_and_not_with_bad(brokers: Brokers, dialect: Dialect) -> None:
+async def test_session_opens_with_good_credentials_and_not_with_bad(
+    brokers: Brokers, dialect: Dialect
+) -> None:
     account = await brokers.account(dialect)
     session = await brokers.login(account)
     assert session.dialect is dialect and session.token and session.expires_at > session.opened_at
@@ -62,39 +64,60 @@ async def test_place_modify_cancel_and_the_book(brokers: Brokers, dialect: Diale
     assert await client.list_orders() == []  # v1 answers an empty book with EC921: an empty list
     placed = await client.place(spec(dialect, "ORD1"))
     assert (placed.outcome, placed.attempts, placed.found_existing) == (PlacementOutcome.PLACED, 1, False)
-    entry = await eventually(lambda: client.get_order(tag="ORD1"), lambda e: e and e.status is OrderStatus.OPEN)
+    entry = await eventually(
+        lambda: client.get_order(tag="ORD1"), lambda e: e and e.status is OrderStatus.OPEN
+    )
     assert entry.broker_order_id == placed.broker_order_id
-    assert (entry.symbol, entry.quantity, entry.price, entry.order_type) == ("RELIANCE", 5, Decimal("1300.00"), OrderType.LIMIT)
+    assert (entry.symbol, entry.quantity, entry.price, entry.order_type) == (
+        "RELIANCE",
+        5,
+        Decimal("1300.00"),
+        OrderType.LIMIT,
+    )
 
     modified = await client.modify(OrderChange(quantity=10, price=Decimal("1301.50")), tag="ORD1")
     assert modified.outcome is ActionOutcome.ACCEPTED, modified
     entry = await client.get_order(broker_order_id=placed.broker_order_id)
     assert (entry.quantity, entry.price) == (10, Decimal("1301.50"))
 
-    off_tick = await client.modify(OrderChange(price=Decimal("1301.55")), tag="ORD1", problem=MASTER.check_change)
+    off_tick = await client.modify(
+        OrderChange(price=Decimal("1301.55")), tag="ORD1", problem=MASTER.check_change
+    )
     assert (off_tick.outcome, off_tick.error_code) == (ActionOutcome.FAILED, "INVALID_ORDER")
 
     cancelled = await client.cancel(broker_order_id=placed.broker_order_id)
     assert cancelled.outcome is ActionOutcome.ACCEPTED, cancelled
-    entry = await eventually(lambda: client.get_order(tag="ORD1"), lambda e: e.status is OrderStatus.CANCELLED)
+    entry = await eventually(
+        lambda: client.get_order(tag="ORD1"), lambda e: e.status is OrderStatus.CANCELLED
+    )
     again = await client.cancel(tag="ORD1")
     assert (again.outcome, again.error_code) == (ActionOutcome.REJECTED, "ORDER_CLOSED")
     missing = await client.cancel(tag="NOSUCH")
     assert (missing.outcome, missing.error_code) == (ActionOutcome.REJECTED, "ORDER_NOT_FOUND")
     assert await client.get_order(tag="NOSUCH") is None
     summary = await brokers.summary(account)
-    assert (summary["orders"]["count"], summary["requests"]["modify"], summary["requests"]["cancel"]) == (1, 1, 1)
+    assert (summary["orders"]["count"], summary["requests"]["modify"], summary["requests"]["cancel"]) == (
+        1,
+        1,
+        1,
+    )
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
 async def test_sl_m_goes_as_sl_with_a_protective_limit(brokers: Brokers, dialect: Dialect) -> None:
     account, client = await brokers.ready(dialect)
     # Trigger above the market: the buy stop waits, and its limit is 2% above the trigger, on tick.
-    order = spec(dialect, "STOP1", order_type=4, price="", trigger_price="1500.00", market_protection_percent="2")
+    order = spec(
+        dialect, "STOP1", order_type=4, price="", trigger_price="1500.00", market_protection_percent="2"
+    )
     placed = await client.place(order)
     assert placed.outcome is PlacementOutcome.PLACED, placed
     entry = await client.get_order(tag="STOP1")
-    assert (entry.order_type, entry.trigger_price, entry.price) == (OrderType.SL, Decimal("1500.00"), Decimal("1530.00"))
+    assert (entry.order_type, entry.trigger_price, entry.price) == (
+        OrderType.SL,
+        Decimal("1500.00"),
+        Decimal("1530.00"),
+    )
     assert entry.status in (OrderStatus.TRIGGER_PENDING, OrderStatus.OPEN, OrderStatus.PENDING)
     assert (await brokers.summary(account))["requests"]["refused"] == 0
 
@@ -109,10 +132,14 @@ async def test_v1_orders_carry_algo_id_tag_and_market_protection(brokers: Broker
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
-async def test_broker_refusals_are_rejections_with_the_brokers_reason(brokers: Brokers, dialect: Dialect) -> None:
+async def test_broker_refusals_are_rejections_with_the_brokers_reason(
+    brokers: Brokers, dialect: Dialect
+) -> None:
     _, client = await brokers.ready(dialect)
     # Valid for the platform, refused by the broker: a product for cash equity on a future.
-    future = spec(dialect, "FUT1", exchange=3, symbol="NIFTY26DECFUT", quantity=65, product=1, price="26000.00")
+    future = spec(
+        dialect, "FUT1", exchange=3, symbol="NIFTY26DECFUT", quantity=65, product=1, price="26000.00"
+    )
     placed = await client.place(future)
     assert placed.outcome is PlacementOutcome.REJECTED
     assert placed.error_code == {"IIFL_CAPITAL_V1": "EC004", "XTS": "e-orders-0005"}[dialect.value]

@@ -19,7 +19,7 @@ from services.broker_gateway.brokers import (
     OrderChange,
     PlacementOutcome,
 )
-from services.broker_gateway.brokers.placement import MAX_ATTEMPTS, ActionOutcome
+from services.broker_gateway.brokers.outcomes import MAX_ATTEMPTS, ActionOutcome
 from tests.broker_gateway.test_brokers_support import (
     DIALECTS,
     spec,
@@ -50,23 +50,33 @@ async def arrived(mock, dialect: Dialect, group: str = "place") -> int:
 
 @pytest.mark.parametrize("dialect", DIALECTS)
 @pytest.mark.parametrize("kind", ["http_5xx", "timeout", "drop"])
-async def test_a_write_that_took_effect_before_the_fault_is_found_not_resent(brokers, mock, dialect, kind) -> None:
+async def test_a_write_that_took_effect_before_the_fault_is_found_not_resent(
+    brokers, mock, dialect, kind
+) -> None:
     await no_dedupe(mock, **{kind: 1.0}, placed_before_fault=1.0, applies_to=["place"])
     account, client = await brokers.ready(dialect, request_timeout=0.3)
     placed = await client.place(spec(dialect, "FAULT1"))
-    assert (placed.outcome, placed.found_existing, placed.attempts) == (PlacementOutcome.PLACED, True, 1), placed
+    assert (placed.outcome, placed.found_existing, placed.attempts) == (PlacementOutcome.PLACED, True, 1), (
+        placed
+    )
     assert placed.broker_order_id
     assert counts(await brokers.summary(account)) == (1, 1, 0)
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
 @pytest.mark.parametrize("kind", ["http_5xx", "timeout", "drop"])
-async def test_a_write_lost_in_the_fault_is_resent_only_after_the_book_proves_it_absent(brokers, mock, dialect, kind) -> None:
+async def test_a_write_lost_in_the_fault_is_resent_only_after_the_book_proves_it_absent(
+    brokers, mock, dialect, kind
+) -> None:
     await no_dedupe(mock, **{kind: 1.0}, placed_before_fault=0.0, applies_to=["place"])
     account, client = await brokers.ready(dialect, request_timeout=0.3)
     placed = await client.place(spec(dialect, "FAULT2"))
     # Every send failed and every lookup proved it absent: not placed, known absent, retryable.
-    assert (placed.outcome, placed.attempts, placed.retryable) == (PlacementOutcome.FAILED, MAX_ATTEMPTS, True), placed
+    assert (placed.outcome, placed.attempts, placed.retryable) == (
+        PlacementOutcome.FAILED,
+        MAX_ATTEMPTS,
+        True,
+    ), placed
     assert counts(await brokers.summary(account)) == (0, 0, 0)
     assert await arrived(mock, dialect) == MAX_ATTEMPTS
     # One book read after each send, before the next: never two sends without a lookup between.
@@ -79,7 +89,9 @@ async def test_mixed_faults_place_each_order_exactly_once_or_not_at_all(brokers,
         mock, http_5xx=0.2, drop=0.15, timeout=0.1, ec003=0.2, placed_before_fault=0.5, applies_to=["place"]
     )
     pairs = [await brokers.ready(dialect, request_timeout=0.3) for _ in range(40)]
-    results = await asyncio.gather(*(client.place(spec(dialect, f"MIX{i}")) for i, (_, client) in enumerate(pairs)))
+    results = await asyncio.gather(
+        *(client.place(spec(dialect, f"MIX{i}")) for i, (_, client) in enumerate(pairs))
+    )
     for (account, _), result in zip(pairs, results, strict=True):
         orders, received, duplicates = counts(await brokers.summary(account))
         assert duplicates == 0 and orders <= 1
@@ -92,9 +104,26 @@ async def test_mixed_faults_place_each_order_exactly_once_or_not_at_all(brokers,
     outcomes = [r.outcome for r in results]
     assert outcomes.count(PlacementOutcome.PLACED) >= 30
     assert any(r.found_existing for r in results), "no write took effect before its fault"
-    assert any(r.attempts > 1 and r.outcome is PlacementOutcome.PLACED for r in results), "no order needed a resend"
+    assert any(r.attempts > 1 and r.outcome is PlacementOutcome.PLACED for r in results), (
+        "no order needed a resend"
+    )
     faults = (await mock.inspect())["stats"]["faults"]
     assert faults["placed_before_fault"] > 0 and faults.get("ec003", 0) > 0
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_one_book_read_settles_many_unanswered_orders_of_an_account(brokers, mock, dialect) -> None:
+    await no_dedupe(mock, drop=1.0, placed_before_fault=1.0, applies_to=["place"])
+    account, client = await brokers.ready(dialect)
+    results = await asyncio.gather(*(client.place(spec(dialect, f"SHARE{i}")) for i in range(10)))
+    assert {(r.outcome, r.found_existing, r.attempts) for r in results} == {
+        (PlacementOutcome.PLACED, True, 1)
+    }
+    assert len({r.broker_order_id for r in results}) == 10
+    assert counts(await brokers.summary(account)) == (10, 10, 0)
+    # The book allows 3 reads a second: one read each would take over 3 s; shared, one or two do.
+    assert await arrived(mock, dialect, "orders") <= 2
+    assert max(r.latency_ms for r in results) < 1500
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
@@ -102,7 +131,11 @@ async def test_generic_failure_is_looked_up_then_retried_and_never_doubled(broke
     await no_dedupe(mock, ec003=1.0)
     account, client = await brokers.ready(dialect)
     placed = await client.place(spec(dialect, "GEN1"))
-    assert (placed.outcome, placed.error_code, placed.attempts) == (PlacementOutcome.FAILED, GENERIC[dialect], MAX_ATTEMPTS)
+    assert (placed.outcome, placed.error_code, placed.attempts) == (
+        PlacementOutcome.FAILED,
+        GENERIC[dialect],
+        MAX_ATTEMPTS,
+    )
     assert counts(await brokers.summary(account)) == (0, MAX_ATTEMPTS, 0)
 
 
@@ -111,7 +144,11 @@ async def test_rms_rejection_is_final_and_sent_once(brokers, mock, dialect) -> N
     await no_dedupe(mock, rms_reject=1.0)
     account, client = await brokers.ready(dialect)
     placed = await client.place(spec(dialect, "RMS1"))
-    assert (placed.outcome, placed.error_code, placed.attempts) == (PlacementOutcome.REJECTED, RMS[dialect], 1)
+    assert (placed.outcome, placed.error_code, placed.attempts) == (
+        PlacementOutcome.REJECTED,
+        RMS[dialect],
+        1,
+    )
     assert "fund" in placed.reason.lower()
     assert counts(await brokers.summary(account)) == (0, 1, 0)
 
@@ -145,7 +182,11 @@ async def test_v1_expired_session_is_needs_relogin_and_nothing_is_sent(brokers, 
     account, client = await brokers.ready(Dialect.IIFL_CAPITAL_V1)
     await mock.control("POST", "sessions/expire", {"dialect": "iifl_v1", "client_id": account.client_id})
     placed = await client.place(spec(Dialect.IIFL_CAPITAL_V1, "EXP1"))
-    assert (placed.outcome, placed.error_code, placed.attempts) == (PlacementOutcome.NEEDS_RELOGIN, "SESSION_EXPIRED", 0)
+    assert (placed.outcome, placed.error_code, placed.attempts) == (
+        PlacementOutcome.NEEDS_RELOGIN,
+        "SESSION_EXPIRED",
+        0,
+    )
     assert placed.session_expired and client.session is None
     assert counts(await brokers.summary(account)) == (0, 0, 0)
     # Until someone gives it a new session, the client does not even try.
@@ -165,7 +206,9 @@ async def test_session_hook_logs_in_once_for_all_waiting_orders(brokers, mock, d
         return await brokers.login(account)
 
     client = brokers.client(account, await brokers.login(account), on_session_expired=relogin)
-    await mock.control("POST", "sessions/expire", {"dialect": account.mock_name, "client_id": account.client_id})
+    await mock.control(
+        "POST", "sessions/expire", {"dialect": account.mock_name, "client_id": account.client_id}
+    )
     results = await asyncio.gather(*(client.place(spec(dialect, f"HOOK{i}")) for i in range(5)))
     assert {r.outcome for r in results} == {PlacementOutcome.PLACED}
     assert all(r.session_expired for r in results)
@@ -178,7 +221,9 @@ async def test_session_hook_logs_in_once_for_all_waiting_orders(brokers, mock, d
 async def test_unresolvable_outcome_is_unknown_never_a_guess(brokers, mock, dialect) -> None:
     # The write lands and its answer is lost; then the book cannot be read either.
     await no_dedupe(mock, drop=1.0, placed_before_fault=1.0, applies_to=["place", "orders"])
-    account, client = await brokers.ready(dialect, order_deadline=2.5, breaker=CircuitBreaker(failure_threshold=100))
+    account, client = await brokers.ready(
+        dialect, order_deadline=2.5, breaker=CircuitBreaker(failure_threshold=100)
+    )
     started = time.monotonic()
     placed = await client.place(spec(dialect, "UNK1"))
     assert (placed.outcome, placed.attempts, placed.retryable) == (PlacementOutcome.UNKNOWN, 1, True), placed
@@ -202,7 +247,11 @@ async def test_circuit_breaker_stops_hammering_a_broken_account(brokers, mock, d
     assert await arrived(mock, dialect) == 1
     started = time.monotonic()
     second = await client.place(spec(dialect, "CB2"))
-    assert (second.outcome, second.error_code, second.attempts) == (PlacementOutcome.FAILED, "CIRCUIT_OPEN", 0)
+    assert (second.outcome, second.error_code, second.attempts) == (
+        PlacementOutcome.FAILED,
+        "CIRCUIT_OPEN",
+        0,
+    )
     assert "circuit open" in second.reason and time.monotonic() - started < 0.1
     # A resumed order may exist: an open breaker cannot say it is absent.
     resumed = await client.place(spec(dialect, "CB1"), look_first=True)

@@ -40,11 +40,15 @@ async def test_each_client_places_and_classifies_a_lost_write(brokers, mock, kin
         assert await transport.warm(4) >= 1
         ack = await adapter.place(session, spec(Dialect.IIFL_CAPITAL_V1, "H1"))
         assert ack.broker_order_id
-        await mock.configure(dedupe=False, faults={"drop": 1.0, "applies_to": ["place"], "placed_before_fault": 1.0})
+        await mock.configure(
+            dedupe=False, faults={"drop": 1.0, "applies_to": ["place"], "placed_before_fault": 1.0}
+        )
         with pytest.raises(OutcomeUnknown) as dropped:
             await adapter.place(session, spec(Dialect.IIFL_CAPITAL_V1, "H2"))
         assert dropped.value.code == "CONNECTION_DROPPED"
-        await mock.configure(dedupe=False, faults={"timeout": 1.0, "timeout_hold_seconds": 1.0, "applies_to": ["place"]})
+        await mock.configure(
+            dedupe=False, faults={"timeout": 1.0, "timeout_hold_seconds": 1.0, "applies_to": ["place"]}
+        )
         with pytest.raises(OutcomeUnknown) as timed_out:
             await adapter.place(session, spec(Dialect.IIFL_CAPITAL_V1, "H3"))
         assert timed_out.value.code == "BROKER_TIMEOUT"
@@ -89,7 +93,9 @@ async def test_aiohttp_never_resends_a_write_on_a_dropped_connection(brokers, mo
     await mock.configure(faults={"drop": 1.0, "applies_to": ["cancel"], "placed_before_fault": 0.0})
     try:
         with pytest.raises(NoReply):
-            await transport.request("DELETE", "/orders?appOrderID=1", headers={"Authorization": session.token})
+            await transport.request(
+                "DELETE", "/orders?appOrderID=1", headers={"Authorization": session.token}
+            )
     finally:
         await transport.close()
     assert (await mock.inspect())["stats"]["requests"]["xts.cancel"] == 1

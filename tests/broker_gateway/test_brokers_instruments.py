@@ -56,12 +56,17 @@ def test_both_symbol_forms_resolve_to_both_dialects_ids() -> None:
 
 
 def test_every_contract_file_row_is_loaded() -> None:
-    rows = sum(len(json.loads((DEFAULT_DIRECTORY / f"{seg}.json").read_text())) for seg in ("NSEEQ", "NSEFO", "BSEEQ"))
+    rows = sum(
+        len(json.loads((DEFAULT_DIRECTORY / f"{seg}.json").read_text()))
+        for seg in ("NSEEQ", "NSEFO", "BSEEQ")
+    )
     assert len(MASTER) == rows
 
 
 def test_a_broken_contract_file_stops_the_start(tmp_path) -> None:
-    (tmp_path / "NSEEQ.json").write_text(json.dumps([{"instrumentId": "1", "tradingSymbol": "X-EQ", "tickSize": "abc"}]))
+    (tmp_path / "NSEEQ.json").write_text(
+        json.dumps([{"instrumentId": "1", "tradingSymbol": "X-EQ", "tickSize": "abc"}])
+    )
     with pytest.raises(InstrumentFileError, match="NSEEQ.json"):
         InstrumentMaster.load(tmp_path)
     with pytest.raises(InstrumentFileError, match="no contract files"):
@@ -71,7 +76,12 @@ def test_a_broken_contract_file_stops_the_start(tmp_path) -> None:
 def test_a_valid_order_becomes_a_spec_with_exact_prices() -> None:
     spec = MASTER.validate(order(price="1412.30"), Dialect.IIFL_CAPITAL_V1, algo_id="ALGO1")
     assert isinstance(spec, OrderSpec)
-    assert (spec.price, spec.algo_id, spec.side, spec.order_type) == (Decimal("1412.30"), "ALGO1", Side.BUY, OrderType.LIMIT)
+    assert (spec.price, spec.algo_id, spec.side, spec.order_type) == (
+        Decimal("1412.30"),
+        "ALGO1",
+        Side.BUY,
+        OrderType.LIMIT,
+    )
 
 
 @pytest.mark.parametrize(
@@ -79,18 +89,49 @@ def test_a_valid_order_becomes_a_spec_with_exact_prices() -> None:
     [
         ({"symbol": "NOSUCH"}, "INSTRUMENT_NOT_FOUND", "NOSUCH is not traded on NSE"),
         ({"quantity": 0}, "INVALID_ORDER", "quantity: must be at least 1"),
-        ({"exchange": 3, "symbol": "NIFTY26DECFUT", "product": 3, "quantity": 60, "price": "26000.00"},
-         "INVALID_ORDER", "not a multiple of the lot size 65"),
+        (
+            {"exchange": 3, "symbol": "NIFTY26DECFUT", "product": 3, "quantity": 60, "price": "26000.00"},
+            "INVALID_ORDER",
+            "not a multiple of the lot size 65",
+        ),
         ({"quantity": 70807}, "INVALID_ORDER", "above the exchange's freeze quantity 70806"),
         ({"price": ""}, "INVALID_ORDER", "price: is required for a LIMIT order"),
-        ({"order_type": 3, "price": "", "trigger_price": "1400.00"}, "INVALID_ORDER", "price: is required for a SL order"),
+        (
+            {"order_type": 3, "price": "", "trigger_price": "1400.00"},
+            "INVALID_ORDER",
+            "price: is required for a SL order",
+        ),
         ({"price": "1412.35"}, "INVALID_ORDER", "1412.35 is not a multiple of the tick size 0.10"),
-        ({"order_type": 3, "price": "1420.00", "trigger_price": "1410.05"}, "INVALID_ORDER", "trigger_price: 1410.05 is not a multiple"),
-        ({"order_type": 1, "price": "1412.30", "market_protection_percent": "2"}, "INVALID_ORDER", "price: must be empty for a MARKET order"),
-        ({"order_type": 1, "price": ""}, "INVALID_ORDER", "market_protection_percent: is required for a MARKET order"),
-        ({"order_type": 1, "price": "", "market_protection_percent": "0"}, "INVALID_ORDER", "must be above 0"),
-        ({"order_type": 4, "price": "", "trigger_price": "1400.00"}, "INVALID_ORDER", "market_protection_percent: is required for a SL_M"),
-        ({"order_type": 3, "price": "1400.00", "trigger_price": "1410.00"}, "INVALID_ORDER", "must not be above the price of a BUY"),
+        (
+            {"order_type": 3, "price": "1420.00", "trigger_price": "1410.05"},
+            "INVALID_ORDER",
+            "trigger_price: 1410.05 is not a multiple",
+        ),
+        (
+            {"order_type": 1, "price": "1412.30", "market_protection_percent": "2"},
+            "INVALID_ORDER",
+            "price: must be empty for a MARKET order",
+        ),
+        (
+            {"order_type": 1, "price": ""},
+            "INVALID_ORDER",
+            "market_protection_percent: is required for a MARKET order",
+        ),
+        (
+            {"order_type": 1, "price": "", "market_protection_percent": "0"},
+            "INVALID_ORDER",
+            "must be above 0",
+        ),
+        (
+            {"order_type": 4, "price": "", "trigger_price": "1400.00"},
+            "INVALID_ORDER",
+            "market_protection_percent: is required for a SL_M",
+        ),
+        (
+            {"order_type": 3, "price": "1400.00", "trigger_price": "1410.00"},
+            "INVALID_ORDER",
+            "must not be above the price of a BUY",
+        ),
         ({"price": "12,00"}, "INVALID_ORDER", "is not a decimal number"),
         ({"price": "-1.00"}, "INVALID_ORDER", "price: must be positive"),
         ({"tag": "has space"}, "INVALID_ORDER", "tag: must be 1 to 20 ASCII letters and digits"),
@@ -120,7 +161,12 @@ def test_from_proto_reads_a_new_order() -> None:
         quantity=3, price="1523.40", tag="P1",
     )  # fmt: skip
     spec = MASTER.validate(OrderRequest.from_proto(message), "XTS", algo_id="A")
-    assert (spec.instrument.symbol, spec.side, spec.quantity, spec.price) == ("INFY", Side.SELL, 3, Decimal("1523.40"))
+    assert (spec.instrument.symbol, spec.side, spec.quantity, spec.price) == (
+        "INFY",
+        Side.SELL,
+        3,
+        Decimal("1523.40"),
+    )
 
 
 @pytest.mark.parametrize(

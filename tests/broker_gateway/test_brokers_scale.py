@@ -58,4 +58,8 @@ async def test_bench_helper_measures_each_bare_client(mock) -> None:
         result = await fire(client, tokens, mock_url=mock.server.url, mock_h2_url=mock.server.h2_url,
                             mock_pid=mock.server.pid, run=f"B{number}")  # fmt: skip
         assert (result.client, result.orders, result.accepted, result.errors) == (client, 40, 40, 0)
-        assert 0 < result.p50_ms <= result.p99_ms and result.cpu_seconds > 0 and result.mock_cpu_seconds is not None
+        assert (
+            0 < result.p50_ms <= result.p99_ms
+            and result.cpu_seconds > 0
+            and result.mock_cpu_seconds is not None
+        )

@@ -110,14 +110,18 @@ class Brokers:
         return AccountClient(
             self.adapters[account.dialect],
             session,
-            limits=SessionLimits.create(orders_per_second=orders_per_second, reads_per_second=reads_per_second),
+            limits=SessionLimits.create(
+                orders_per_second=orders_per_second, reads_per_second=reads_per_second
+            ),
             breaker=breaker,
             request_timeout=request_timeout,
             order_deadline=order_deadline,
             on_session_expired=on_session_expired,
         )
 
-    async def ready(self, dialect: Dialect, *, config: dict | None = None, **client_options) -> tuple[Account, AccountClient]:
+    async def ready(
+        self, dialect: Dialect, *, config: dict | None = None, **client_options
+    ) -> tuple[Account, AccountClient]:
         account = await self.account(dialect, config=config)
         return account, self.client(account, await self.login(account), **client_options)
 

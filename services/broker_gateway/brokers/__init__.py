@@ -36,14 +36,14 @@ from services.broker_gateway.brokers.base import (
 from services.broker_gateway.brokers.circuit import BreakerState, CircuitBreaker
 from services.broker_gateway.brokers.http import HttpClients, Transport, make_transport
 from services.broker_gateway.brokers.iifl_v1 import IiflV1Adapter
-from services.broker_gateway.brokers.placement import (
-    AccountClient,
+from services.broker_gateway.brokers.outcomes import (
     ActionOutcome,
     ActionResult,
     NeedsRelogin,
     Placement,
     PlacementOutcome,
 )
+from services.broker_gateway.brokers.placement import AccountClient
 from services.broker_gateway.brokers.rate_limit import RateLimiter, SessionLimits
 from services.broker_gateway.brokers.xts import XtsAdapter
 

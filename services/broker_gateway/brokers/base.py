@@ -175,7 +175,10 @@ class OrderChange:
 
     @property
     def empty(self) -> bool:
-        return all(value is None for value in (self.quantity, self.price, self.trigger_price, self.order_type, self.validity))
+        return all(
+            value is None
+            for value in (self.quantity, self.price, self.trigger_price, self.order_type, self.validity)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,10 +282,14 @@ class BrokerAdapter(abc.ABC):
     dialect: Dialect
 
     @abc.abstractmethod
-    async def open_session(self, credentials: Credentials, *, timeout: float | None = None) -> BrokerSession: ...
+    async def open_session(
+        self, credentials: Credentials, *, timeout: float | None = None
+    ) -> BrokerSession: ...
 
     @abc.abstractmethod
-    async def place(self, session: BrokerSession, spec: OrderSpec, *, timeout: float | None = None) -> PlaceAck: ...
+    async def place(
+        self, session: BrokerSession, spec: OrderSpec, *, timeout: float | None = None
+    ) -> PlaceAck: ...
 
     @abc.abstractmethod
     async def modify(
@@ -291,7 +298,9 @@ class BrokerAdapter(abc.ABC):
         """Change an open order; `current` is its book row (XTS wants every field each time)."""
 
     @abc.abstractmethod
-    async def cancel(self, session: BrokerSession, current: BookEntry, *, timeout: float | None = None) -> ActionAck: ...
+    async def cancel(
+        self, session: BrokerSession, current: BookEntry, *, timeout: float | None = None
+    ) -> ActionAck: ...
 
     @abc.abstractmethod
     async def order_book(self, session: BrokerSession, *, timeout: float | None = None) -> list[BookEntry]:
@@ -300,7 +309,9 @@ class BrokerAdapter(abc.ABC):
     @abc.abstractmethod
     async def funds(self, session: BrokerSession, *, timeout: float | None = None) -> Funds: ...
 
-    async def find_by_tag(self, session: BrokerSession, tag: str, *, timeout: float | None = None) -> BookEntry | None:
+    async def find_by_tag(
+        self, session: BrokerSession, tag: str, *, timeout: float | None = None
+    ) -> BookEntry | None:
         """The book row carrying `tag`; None is proof that the broker has no such order."""
         for entry in await self.order_book(session, timeout=timeout):
             if entry.tag == tag:

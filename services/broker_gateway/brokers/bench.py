@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 
 import aiohttp
 import psutil
+import uvloop
 
 from services.broker_gateway.brokers.base import Credentials
 from services.broker_gateway.brokers.http import NoReply, NotSent, Transport, make_transport
@@ -61,12 +62,18 @@ async def open_sessions(mock_url: str, count: int, prefix: str) -> list[str]:
 
         async def one(index: int) -> str:
             client_id = f"{prefix}{index}"
-            async with http.post(f"{mock_url}/_mock/accounts", json={"dialect": "iifl_v1", "client_id": client_id}) as r:
+            async with http.post(
+                f"{mock_url}/_mock/accounts", json={"dialect": "iifl_v1", "client_id": client_id}
+            ) as r:
                 account = await r.json()
                 if r.status != 201:
                     raise RuntimeError(f"cannot register {client_id}: {account}")
-            credentials = Credentials(client_id, account["app_key"], account["app_secret"], account["auth_code"])
-            async with http.post(f"{mock_url}/v1/getusersession", json={"checkSum": checksum(credentials)}) as r:
+            credentials = Credentials(
+                client_id, account["app_key"], account["app_secret"], account["auth_code"]
+            )
+            async with http.post(
+                f"{mock_url}/v1/getusersession", json={"checkSum": checksum(credentials)}
+            ) as r:
                 session = await r.json()
             if not session.get("userSession"):
                 raise RuntimeError(f"cannot log {client_id} in: {session.get('message')}")
@@ -110,7 +117,9 @@ async def fire(
             body = json.dumps([{**ORDER, "orderTag": f"{run}{index}"}]).encode()
             started = time.perf_counter()
             try:
-                reply = await transport.request("POST", "/orders", headers={"Authorization": f"Bearer {token}"}, body=body)
+                reply = await transport.request(
+                    "POST", "/orders", headers={"Authorization": f"Bearer {token}"}, body=body
+                )
             except (NotSent, NoReply):
                 errors += 1
                 return
@@ -158,7 +167,15 @@ async def bench(
         run = f"b{number}{int(time.time()) % 100000}"
         tokens = await open_sessions(mock_url, orders, prefix=f"{run}c")
         results.append(
-            await fire(client, tokens, mock_url=mock_url, mock_h2_url=mock_h2_url, mock_pid=mock_pid, run=run, warm=warm)
+            await fire(
+                client,
+                tokens,
+                mock_url=mock_url,
+                mock_h2_url=mock_h2_url,
+                mock_pid=mock_pid,
+                run=run,
+                warm=warm,
+            )
         )
     return results
 
@@ -176,12 +193,18 @@ def main() -> None:
     async def run() -> None:
         for orders in args.orders:
             results = await bench(
-                orders, tuple(args.clients), mock_url=args.mock, mock_h2_url=args.mock_h2, mock_pid=args.mock_pid, warm=not args.cold
+                orders,
+                tuple(args.clients),
+                mock_url=args.mock,
+                mock_h2_url=args.mock_h2,
+                mock_pid=args.mock_pid,
+                warm=not args.cold,
             )
             for result in results:
                 print(json.dumps(asdict(result)))
 
-    asyncio.run(run())
+    # The services run on uvloop (copytrade.core.runner); measure the client on the same loop.
+    uvloop.run(run())
 
 
 if __name__ == "__main__":

@@ -74,7 +74,13 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     async def request(
-        self, method: str, path: str, *, headers: dict[str, str], body: bytes | None = None, timeout: float | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: dict[str, str],
+        body: bytes | None = None,
+        timeout: float | None = None,
     ) -> Reply: ...
 
     @abc.abstractmethod
@@ -101,7 +107,12 @@ JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"
 
 class AiohttpTransport(Transport):
     def __init__(
-        self, base_url: str, *, timeout: float, max_connections: int = DEFAULT_MAX_CONNECTIONS, connect_timeout: float | None = None
+        self,
+        base_url: str,
+        *,
+        timeout: float,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        connect_timeout: float | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._timeout = timeout
@@ -137,12 +148,20 @@ class AiohttpTransport(Transport):
         return self._session
 
     async def request(
-        self, method: str, path: str, *, headers: dict[str, str], body: bytes | None = None, timeout: float | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: dict[str, str],
+        body: bytes | None = None,
+        timeout: float | None = None,
     ) -> Reply:
         # No timeout argument at all means the session's; an explicit None would mean none.
         options = {}
         if timeout is not None:
-            options["timeout"] = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, self._connect_timeout))
+            options["timeout"] = aiohttp.ClientTimeout(
+                total=timeout, connect=min(timeout, self._connect_timeout)
+            )
         try:
             async with self._client().request(
                 method, self.base_url + path, headers=headers, data=body, **options
@@ -157,7 +176,7 @@ class AiohttpTransport(Transport):
             raise NoReply(f"no answer within the timeout {exc}".rstrip(), timed_out=True) from None
         except aiohttp.ClientError as exc:
             raise NoReply(f"connection failed: {type(exc).__name__}: {exc}", timed_out=False) from None
-        except Exception as exc:  # noqa: BLE001 - whatever broke mid-exchange, the broker may have the request
+        except Exception as exc:  # noqa: BLE001 - broke mid-exchange: the broker may have it
             raise NoReply(f"broken exchange: {type(exc).__name__}: {exc}", timed_out=False) from None
 
     async def warm(self, connections: int) -> int:
@@ -222,7 +241,13 @@ class HttpxTransport(Transport):
         return self._shards[next(self._next)]
 
     async def request(
-        self, method: str, path: str, *, headers: dict[str, str], body: bytes | None = None, timeout: float | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: dict[str, str],
+        body: bytes | None = None,
+        timeout: float | None = None,
     ) -> Reply:
         per_call: httpx.Timeout | object = httpx.USE_CLIENT_DEFAULT
         if timeout is not None:
@@ -239,7 +264,7 @@ class HttpxTransport(Transport):
             raise NoReply(f"no answer within the timeout: {type(exc).__name__}", timed_out=True) from None
         except httpx.TransportError as exc:
             raise NoReply(f"connection failed: {type(exc).__name__}: {exc}", timed_out=False) from None
-        except Exception as exc:  # noqa: BLE001 - h2 protocol errors escape httpx; the broker may have the request
+        except Exception as exc:  # noqa: BLE001 - h2 errors escape httpx; the broker may have it
             raise NoReply(f"broken exchange: {type(exc).__name__}: {exc}", timed_out=False) from None
 
     async def warm(self, connections: int) -> int:
@@ -257,7 +282,12 @@ class HttpxTransport(Transport):
 
 
 def make_transport(
-    kind: str, base_url: str, *, timeout: float, max_connections: int = DEFAULT_MAX_CONNECTIONS, h2c: bool = False
+    kind: str,
+    base_url: str,
+    *,
+    timeout: float,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    h2c: bool = False,
 ) -> Transport:
     if kind == "aiohttp":
         return AiohttpTransport(base_url, timeout=timeout, max_connections=max_connections)

@@ -49,7 +49,12 @@ from services.broker_gateway.brokers.wire import (
 
 PRODUCTS = {Product.CNC: "DELIVERY", Product.MIS: "INTRADAY", Product.NRML: "NORMAL"}
 PRODUCTS_BACK = {value: key for key, value in PRODUCTS.items()}
-ORDER_TYPES_BACK = {"MARKET": OrderType.MARKET, "LIMIT": OrderType.LIMIT, "SL": OrderType.SL, "SLM": OrderType.SL_M}
+ORDER_TYPES_BACK = {
+    "MARKET": OrderType.MARKET,
+    "LIMIT": OrderType.LIMIT,
+    "SL": OrderType.SL,
+    "SLM": OrderType.SL_M,
+}
 EXCHANGES_BACK = {"NSEEQ": Exchange.NSE, "BSEEQ": Exchange.BSE, "NSEFO": Exchange.NFO, "BSEFO": Exchange.BFO}
 # "Something went wrong, please try after some time": IIFL's generic failure. Whether the order
 # got through is not said, so on a write it is an unknown outcome: look the tag up before anything
@@ -79,7 +84,9 @@ class IiflV1Adapter(BrokerAdapter):
 
     async def open_session(self, credentials: Credentials, *, timeout: float | None = None) -> BrokerSession:
         if not credentials.auth_code:
-            raise CredentialsRejected("IIFL Capital needs the auth code of today's login", code="AUTH_CODE_REQUIRED")
+            raise CredentialsRejected(
+                "IIFL Capital needs the auth code of today's login", code="AUTH_CODE_REQUIRED"
+            )
         reply = await exchange(
             self._http,
             "POST",
@@ -93,7 +100,9 @@ class IiflV1Adapter(BrokerAdapter):
         token = data.get("userSession") if isinstance(data, dict) else None
         if reply.status == 200 and isinstance(token, str) and token and _ok(data):
             opened = datetime.now(UTC)
-            return BrokerSession(token=token, dialect=self.dialect, opened_at=opened, expires_at=next_ist_midnight(opened))
+            return BrokerSession(
+                token=token, dialect=self.dialect, opened_at=opened, expires_at=next_ist_midnight(opened)
+            )
         if data is None or reply.status not in (200, 400, 401, 403):
             raise Unavailable(f"unreadable login reply (HTTP {reply.status})", code=f"HTTP_{reply.status}")
         code, message = _error(data, reply.status)
@@ -130,10 +139,17 @@ class IiflV1Adapter(BrokerAdapter):
             fields["marketProtectionPercent"] = decimal_text(spec.market_protection_percent)
         return fields
 
-    async def place(self, session: BrokerSession, spec: OrderSpec, *, timeout: float | None = None) -> PlaceAck:
+    async def place(
+        self, session: BrokerSession, spec: OrderSpec, *, timeout: float | None = None
+    ) -> PlaceAck:
         reply = await exchange(
-            self._http, "POST", "/orders", headers=self._auth(session),
-            payload=[self._order_fields(spec)], timeout=timeout, write=True,
+            self._http,
+            "POST",
+            "/orders",
+            headers=self._auth(session),
+            payload=[self._order_fields(spec)],
+            timeout=timeout,
+            write=True,
         )
         item = _write_result(reply, write=True, many=True)
         order_id = item.get("brokerOrderId")
@@ -157,16 +173,27 @@ class IiflV1Adapter(BrokerAdapter):
         if change.validity is not None:
             fields["validity"] = change.validity.name
         reply = await exchange(
-            self._http, "PUT", f"/orders/{current.broker_order_id}", headers=self._auth(session),
-            payload=fields, timeout=timeout, write=True,
+            self._http,
+            "PUT",
+            f"/orders/{current.broker_order_id}",
+            headers=self._auth(session),
+            payload=fields,
+            timeout=timeout,
+            write=True,
         )
         item = _write_result(reply, write=True, many=False)
         return ActionAck(broker_order_id=current.broker_order_id, message=str(item.get("message", "")))
 
-    async def cancel(self, session: BrokerSession, current: BookEntry, *, timeout: float | None = None) -> ActionAck:
+    async def cancel(
+        self, session: BrokerSession, current: BookEntry, *, timeout: float | None = None
+    ) -> ActionAck:
         reply = await exchange(
-            self._http, "DELETE", f"/orders/{current.broker_order_id}", headers=self._auth(session),
-            timeout=timeout, write=True,
+            self._http,
+            "DELETE",
+            f"/orders/{current.broker_order_id}",
+            headers=self._auth(session),
+            timeout=timeout,
+            write=True,
         )
         item = _write_result(reply, write=True, many=False)
         return ActionAck(broker_order_id=current.broker_order_id, message=str(item.get("message", "")))
@@ -183,22 +210,27 @@ class IiflV1Adapter(BrokerAdapter):
                 return []
             raise Unavailable(f"IIFL could not read the order book: {message}", code=code)
         if isinstance(result, dict):
-            # An Ok envelope whose single item is itself the "no orders" error.
+            # An Ok envelope whose result is one inner error: "no orders" is the only one that
+            # says the book is empty; any other means it was not read.
             code = str(result.get("status", ""))
             if code in EMPTY_BOOK_CODES:
                 return []
+            if not result.get("brokerOrderId"):
+                raise Unavailable(
+                    f"IIFL could not read the order book: {result.get('message') or code}", code=code
+                )
             result = [result]
-        if result is None:
-            return []
-        if not isinstance(result, list):
+        # Strict: a book that cannot be read whole proves nothing absent.
+        if not isinstance(result, list) or not all(
+            isinstance(row, dict) and row.get("brokerOrderId") for row in result
+        ):
             raise Unavailable("unreadable order book", code=f"HTTP_{reply.status}")
-        rows = [self._entry(row) for row in result if isinstance(row, dict)]
-        if len(rows) == 1 and not rows[0].broker_order_id and str(result[0].get("status", "")) in EMPTY_BOOK_CODES:
-            return []
-        return rows
+        return [self._entry(row) for row in result]
 
     async def funds(self, session: BrokerSession, *, timeout: float | None = None) -> Funds:
-        reply = await exchange(self._http, "GET", "/limits", headers=self._auth(session), timeout=timeout, write=False)
+        reply = await exchange(
+            self._http, "GET", "/limits", headers=self._auth(session), timeout=timeout, write=False
+        )
         data = _read_envelope(reply)
         if not _ok(data):
             code, message = _error(data, reply.status)
@@ -208,7 +240,9 @@ class IiflV1Adapter(BrokerAdapter):
             result = result[0] if result else {}
         if not isinstance(result, dict):
             raise Unavailable("unreadable limits", code=f"HTTP_{reply.status}")
-        available = _first_decimal(result, "availableMargin", "availableBalance", "netAvailableMargin", "availableCash")
+        available = _first_decimal(
+            result, "availableMargin", "availableBalance", "netAvailableMargin", "availableCash"
+        )
         utilised = _first_decimal(result, "utilizedMargin", "usedMargin", "marginUsed", "utilisedMargin")
         return Funds(available=available, utilised=utilised, raw=result)
 

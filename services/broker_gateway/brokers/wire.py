@@ -60,7 +60,13 @@ def to_int(value: object) -> int:
     return int(number) if number is not None else 0
 
 
-_TIME_FORMATS = ("%d-%b-%Y %H:%M:%S", "%d-%m-%Y %H:%M:%S", "%Y-%m-%d %H:%M:%S", "%b %d %Y %H:%M:%S", "%d %b %Y %H:%M:%S")
+_TIME_FORMATS = (
+    "%d-%b-%Y %H:%M:%S",
+    "%d-%m-%Y %H:%M:%S",
+    "%Y-%m-%d %H:%M:%S",
+    "%b %d %Y %H:%M:%S",
+    "%d %b %Y %H:%M:%S",
+)
 
 
 def ist_time(value: object) -> datetime | None:
@@ -156,4 +162,6 @@ def _unknown_or_unavailable(write: bool, reason: str, code: str) -> BrokerError:
 
 def unparseable(write: bool, reply: Reply) -> BrokerError:
     """A reply that is not the dialect's JSON: on a write the order may exist all the same."""
-    return _unknown_or_unavailable(write, f"unreadable broker reply (HTTP {reply.status})", f"HTTP_{reply.status}")
+    return _unknown_or_unavailable(
+        write, f"unreadable broker reply (HTTP {reply.status})", f"HTTP_{reply.status}"
+    )

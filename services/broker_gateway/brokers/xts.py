@@ -47,7 +47,12 @@ from services.broker_gateway.brokers.wire import (
     unparseable,
 )
 
-ORDER_TYPES = {OrderType.MARKET: "MARKET", OrderType.LIMIT: "LIMIT", OrderType.SL: "STOPLIMIT", OrderType.SL_M: "STOPMARKET"}
+ORDER_TYPES = {
+    OrderType.MARKET: "MARKET",
+    OrderType.LIMIT: "LIMIT",
+    OrderType.SL: "STOPLIMIT",
+    OrderType.SL_M: "STOPMARKET",
+}
 ORDER_TYPES_BACK = {value.lower(): key for key, value in ORDER_TYPES.items()}
 SEGMENTS_BACK = {"NSECM": Exchange.NSE, "BSECM": Exchange.BSE, "NSEFO": Exchange.NFO, "BSEFO": Exchange.BFO}
 SESSION_DEAD = "e-session-0007"
@@ -82,7 +87,12 @@ class XtsAdapter(BrokerAdapter):
         if not isinstance(data, dict):
             raise Unavailable(f"unreadable login reply (HTTP {reply.status})", code=f"HTTP_{reply.status}")
         result = data.get("result")
-        if reply.status == 200 and data.get("type") == "success" and isinstance(result, dict) and result.get("token"):
+        if (
+            reply.status == 200
+            and data.get("type") == "success"
+            and isinstance(result, dict)
+            and result.get("token")
+        ):
             opened = datetime.now(UTC)
             return BrokerSession(
                 token=str(result["token"]),
@@ -94,14 +104,18 @@ class XtsAdapter(BrokerAdapter):
         code, message = _error(data, reply.status)
         raise CredentialsRejected(f"XTS refused the login: {message}", code=code)
 
-    async def place(self, session: BrokerSession, spec: OrderSpec, *, timeout: float | None = None) -> PlaceAck:
+    async def place(
+        self, session: BrokerSession, spec: OrderSpec, *, timeout: float | None = None
+    ) -> PlaceAck:
         order_type, limit = spec.order_type, spec.price
         if order_type is OrderType.SL_M:
             # Bare stop-market orders are refused under the 2026 rules (the proto's SL_M contract):
             # a stop-limit with a protective limit stands in, as on IIFL v1.
             assert spec.trigger_price is not None and spec.market_protection_percent is not None
             order_type = OrderType.SL
-            limit = protective_limit(spec.side, spec.trigger_price, spec.market_protection_percent, spec.instrument.tick_size)
+            limit = protective_limit(
+                spec.side, spec.trigger_price, spec.market_protection_percent, spec.instrument.tick_size
+            )
         payload = {
             "exchangeSegment": spec.instrument.xts_segment,
             "exchangeInstrumentID": spec.instrument.xts_instrument_id,
@@ -117,7 +131,13 @@ class XtsAdapter(BrokerAdapter):
             "algoID": spec.algo_id,
         }
         reply = await exchange(
-            self._http, "POST", "/orders", headers=self._auth(session), payload=payload, timeout=timeout, write=True
+            self._http,
+            "POST",
+            "/orders",
+            headers=self._auth(session),
+            payload=payload,
+            timeout=timeout,
+            write=True,
         )
         result = _write_result(reply, write=True)
         order_id = result.get("AppOrderID")
@@ -143,18 +163,30 @@ class XtsAdapter(BrokerAdapter):
             "modifiedOrderType": ORDER_TYPES[order_type],
             "modifiedOrderQuantity": quantity,
             "modifiedDisclosedQuantity": 0,
-            "modifiedLimitPrice": json_number(price) if price is not None and order_type is not OrderType.MARKET else 0,
-            "modifiedStopPrice": json_number(trigger) if trigger is not None and order_type is OrderType.SL else 0,
+            "modifiedLimitPrice": json_number(price)
+            if price is not None and order_type is not OrderType.MARKET
+            else 0,
+            "modifiedStopPrice": json_number(trigger)
+            if trigger is not None and order_type is OrderType.SL
+            else 0,
             "modifiedTimeInForce": validity.name,
             "orderUniqueIdentifier": current.tag,
         }
         reply = await exchange(
-            self._http, "PUT", "/orders", headers=self._auth(session), payload=payload, timeout=timeout, write=True
+            self._http,
+            "PUT",
+            "/orders",
+            headers=self._auth(session),
+            payload=payload,
+            timeout=timeout,
+            write=True,
         )
         result = _write_result(reply, write=True)
         return ActionAck(broker_order_id=current.broker_order_id, message=str(result.get("description", "")))
 
-    async def cancel(self, session: BrokerSession, current: BookEntry, *, timeout: float | None = None) -> ActionAck:
+    async def cancel(
+        self, session: BrokerSession, current: BookEntry, *, timeout: float | None = None
+    ) -> ActionAck:
         query = urlencode({"appOrderID": current.broker_order_id, "orderUniqueIdentifier": current.tag})
         reply = await exchange(
             self._http, "DELETE", f"/orders?{query}", headers=self._auth(session), timeout=timeout, write=True
@@ -163,16 +195,21 @@ class XtsAdapter(BrokerAdapter):
         return ActionAck(broker_order_id=current.broker_order_id, message=str(result.get("description", "")))
 
     async def order_book(self, session: BrokerSession, *, timeout: float | None = None) -> list[BookEntry]:
-        reply = await exchange(self._http, "GET", "/orders", headers=self._auth(session), timeout=timeout, write=False)
+        reply = await exchange(
+            self._http, "GET", "/orders", headers=self._auth(session), timeout=timeout, write=False
+        )
         result = _read_result(reply)
-        if result is None:
-            return []
-        if not isinstance(result, list):
+        # Strict: a book that cannot be read whole proves nothing absent.
+        if not isinstance(result, list) or not all(
+            isinstance(row, dict) and row.get("AppOrderID") for row in result
+        ):
             raise Unavailable("unreadable order book", code=f"HTTP_{reply.status}")
-        return [self._entry(row) for row in result if isinstance(row, dict)]
+        return [self._entry(row) for row in result]
 
     async def funds(self, session: BrokerSession, *, timeout: float | None = None) -> Funds:
-        reply = await exchange(self._http, "GET", "/user/balance", headers=self._auth(session), timeout=timeout, write=False)
+        reply = await exchange(
+            self._http, "GET", "/user/balance", headers=self._auth(session), timeout=timeout, write=False
+        )
         result = _read_result(reply)
         limits = _balance_limits(result)
         available = _first_decimal(limits, "netMarginAvailable", "cashAvailable", "availableMargin")
@@ -201,7 +238,9 @@ class XtsAdapter(BrokerAdapter):
             validity=Validity[validity] if validity in Validity.__members__ else None,
             quantity=quantity,
             filled_quantity=filled,
-            pending_quantity=to_int(row["LeavesQuantity"]) if "LeavesQuantity" in row else max(quantity - filled, 0),
+            pending_quantity=to_int(row["LeavesQuantity"])
+            if "LeavesQuantity" in row
+            else max(quantity - filled, 0),
             price=_on_tick(row.get("OrderPrice"), instrument),
             trigger_price=_on_tick(row.get("OrderStopPrice"), instrument),
             average_price=_positive(row.get("OrderAverageTradedPrice")),
