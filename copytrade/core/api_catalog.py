@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-_API_PACKAGES = ("auth", "orders", "replicator", "broker", "platform")
+_API_PACKAGES = ("auth", "orders", "replicator", "broker", "platform", "events")
 # Service-to-service APIs that must never be reachable from outside: ExecuteFanout places orders in
 # any follower's account, so only the replicator, on the internal network, may call it. Envoy
 # neither routes nor transcodes them, and the gateway's reflection does not list them.
