@@ -27,8 +27,10 @@ start: install
 test: install
 	$(PY) -m pytest -q
 
+## lint: the API definitions (buf, STANDARD) and the Python (ruff)
 lint: install
 	$(VENV)/bin/buf lint
+	$(VENV)/bin/ruff check .
 
 clean:
 	rm -rf build .pytest_cache

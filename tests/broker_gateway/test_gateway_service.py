@@ -143,7 +143,7 @@ async def by_tag(mock) -> dict[str, int]:
 
 
 async def test_link_xts_account_stores_credentials_encrypted(gateway, accounts_stub, unique):
-    user_id, token, account = await link_xts(gateway, accounts_stub, unique, secret="very-secret-value")
+    _, token, account = await link_xts(gateway, accounts_stub, unique, secret="very-secret-value")
     assert account.status == "LINKED" and account.dialect == "XTS"
     assert account.app_key_hint.startswith("…") and account.session_expires_at
     mine = await accounts_stub.GetLinkedAccount(broker_pb2.GetLinkedAccountRequest(), metadata=auth(token))
@@ -226,7 +226,7 @@ async def test_fanout_places_every_order_once_in_both_dialects(gateway, accounts
     linked = [await link_xts(gateway, accounts_stub, unique) for _ in range(6)]
     linked += [await link_v1(gateway, accounts_stub, mock, unique) for _ in range(6)]
     orders = [order(account, unique("T")) for _, _, account in linked]
-    results, summary, messages = await run_fanout(fanout_stub, as_service, orders, fanout_id=77)
+    results, summary, _ = await run_fanout(fanout_stub, as_service, orders, fanout_id=77)
     assert {r.outcome for r in results.values()} == {Outcome.PLACEMENT_OUTCOME_PLACED}
     assert all(r.broker_order_id for r in results.values())
     assert (summary.fanout_id, summary.total, summary.placed) == (77, 12, 12)
@@ -362,7 +362,7 @@ async def test_500_concurrent_orders_draw_no_429(gateway, accounts_stub, fanout_
     linked = await asyncio.gather(*(link_xts(gateway, accounts_stub, unique) for _ in range(500)))
     await mock.configure(latency={"kind": "uniform", "min_ms": 50, "max_ms": 150}, rate_limits={"enabled": True})
     orders = [order(account, unique("C")) for _, _, account in linked]
-    results, summary, messages = await run_fanout(fanout_stub, as_service, orders)
+    _, summary, messages = await run_fanout(fanout_stub, as_service, orders)
     assert summary.placed == 500
     # Results that land together travel together.
     assert len(messages) < 500
