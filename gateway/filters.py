@@ -77,7 +77,7 @@ def cors_policy() -> dict[str, object]:
         allow_methods="GET, POST, PUT, PATCH, DELETE, OPTIONS",
         allow_headers=(
             "authorization, content-type, accept, x-grpc-web, x-user-agent, grpc-timeout, "
-            "x-accept-content-transfer-encoding, x-accept-response-streaming"
+            "x-accept-content-transfer-encoding, x-accept-response-streaming, idempotency-key"
         ),
         expose_headers="grpc-status, grpc-message, grpc-status-details-bin, x-request-id",
         max_age="86400",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from copytrade.core.api_catalog import INTERNAL_SERVICES
 from copytrade.core.settings import Settings
 from gateway import filters
 from gateway.errors import ConfigError
@@ -25,7 +26,12 @@ def clusters(settings: Settings, routes: list[ServiceRoute]) -> list[dict[str, o
 
 
 def route_config(routes: list[ServiceRoute]) -> dict[str, object]:
-    entries: list[dict[str, object]] = []
+    # Internal services get no route, but the catch-all below would still carry their paths to the
+    # auth process, which serves one of them (the user directory): answer them here instead.
+    entries: list[dict[str, object]] = [
+        {"match": {"prefix": f"/{service}/"}, "direct_response": {"status": 404}}
+        for service in sorted(INTERNAL_SERVICES)
+    ]
     for route in routes:
         # Exact paths of server-streaming methods first: they differ only in how long they may idle.
         entries += [

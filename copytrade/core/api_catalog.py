@@ -8,8 +8,11 @@ import pkgutil
 _API_PACKAGES = ("auth", "orders", "replicator", "broker", "platform", "events")
 # Service-to-service APIs that must never be reachable from outside: ExecuteFanout places orders in
 # any follower's account, so only the replicator, on the internal network, may call it. Envoy
-# neither routes nor transcodes them, and the gateway's reflection does not list them.
-INTERNAL_SERVICES = frozenset({"copytrade.broker.v1.BrokerGatewayService"})
+# neither routes nor transcodes them, and the gateway's reflection does not list them. The user
+# directory hands out emails and broker client codes, which only the platform's services may read.
+INTERNAL_SERVICES = frozenset(
+    {"copytrade.broker.v1.BrokerGatewayService", "copytrade.auth.v1.UserDirectoryService"}
+)
 
 
 def all_service_names() -> list[str]:
@@ -24,7 +27,6 @@ def all_service_names() -> list[str]:
                 descriptor = importlib.import_module(f"{v1.__name__}.{module.name}").DESCRIPTOR
                 names.extend(service.full_name for service in descriptor.services_by_name.values())
     return sorted(names)
-
 
 
 def public_service_names() -> list[str]:

@@ -13,7 +13,7 @@ from alembic.config import Config
 
 from copytrade.core.settings import PROJECT_ROOT, Settings, load_settings
 
-SERVICES_WITH_SCHEMAS = ("auth", "broker_gateway")
+SERVICES_WITH_SCHEMAS = ("auth", "broker_gateway", "orders", "replicator")
 
 
 def alembic_config(settings: Settings, service: str) -> Config:

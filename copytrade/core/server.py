@@ -56,17 +56,30 @@ class GrpcService:
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         self._served: list[str] = []
+        self._unlisted: set[str] = set()
         self._reflect_also = list(reflect_also)
         self.port: int | None = None
 
-    def add(self, register: Callable[[Any, grpc.aio.Server], None], servicer: Any, descriptor: ServiceDescriptor) -> None:
+    def add(
+        self,
+        register: Callable[[Any, grpc.aio.Server], None],
+        servicer: Any,
+        descriptor: ServiceDescriptor,
+        *,
+        reflect: bool = True,
+    ) -> None:
+        """`reflect=False` keeps an internal service out of reflection on a process whose reflection
+        Envoy exposes (auth's), so the gateway never lists it."""
         register(servicer, self._server)
         self._served.append(descriptor.full_name)
+        if not reflect:
+            self._unlisted.add(descriptor.full_name)
 
     async def start(self, host: str | None = None, port: int | None = None) -> int:
         host = host or self.settings.grpc_bind_host
         port = self.settings.grpc_port(self.name) if port is None else port
-        names = [*self._served, *(n for n in self._reflect_also if n not in self._served)]
+        listed = [n for n in self._served if n not in self._unlisted]
+        names = [*listed, *(n for n in self._reflect_also if n not in self._served)]
         reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], self._server)
         self.port = self._server.add_insecure_port(f"{host}:{port}")
         if self.port == 0:

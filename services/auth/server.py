@@ -8,6 +8,7 @@ from copytrade.core.redis import create_redis, revocation_check
 from copytrade.core.server import GrpcService
 from copytrade.core.settings import Settings
 from copytrade.platform.v1 import platform_pb2, platform_pb2_grpc
+from services.auth.directory import UserDirectoryServicer
 from services.auth.passwords import PasswordHasher
 from services.auth.platform_health import PlatformServicer
 from services.auth.servicer import AuthServicer
@@ -15,6 +16,7 @@ from services.auth.sessions import LoginThrottle, TokenStore
 from services.auth.users import UserRepository
 
 _AUTH = auth_pb2.DESCRIPTOR.services_by_name["AuthService"]
+_DIRECTORY = auth_pb2.DESCRIPTOR.services_by_name["UserDirectoryService"]
 _PLATFORM = platform_pb2.DESCRIPTOR.services_by_name["PlatformService"]
 PUBLIC_METHODS = frozenset(
     {
@@ -39,14 +41,21 @@ class AuthProcess:
             # Envoy routes reflection here, so this process describes the platform's whole public API.
             reflect_also=api_catalog.public_service_names(),
         )
+        sessions = db.session_factory(self.engine)
         auth = AuthServicer(
             settings,
-            UserRepository(db.session_factory(self.engine)),
+            UserRepository(sessions),
             PasswordHasher(settings.bcrypt_rounds),
             TokenStore(self.redis, settings),
             LoginThrottle(self.redis, settings),
         )
         self.grpc.add(auth_pb2_grpc.add_AuthServiceServicer_to_server, auth, _AUTH)
+        self.grpc.add(
+            auth_pb2_grpc.add_UserDirectoryServiceServicer_to_server,
+            UserDirectoryServicer(sessions),
+            _DIRECTORY,
+            reflect=False,
+        )
         self.grpc.add(platform_pb2_grpc.add_PlatformServiceServicer_to_server, self.platform, _PLATFORM)
 
     async def close(self) -> None:

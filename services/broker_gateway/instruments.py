@@ -2,7 +2,8 @@
 order in them looks like (lot size, tick size, freeze quantity), read from IIFL's contract files.
 
 The files are IIFL Capital v1's `GET /contractfiles/{SEGMENT}.json` format (data/instruments/, one
-file per segment). XTS numbers instruments by the exchange's own token, which is the v1
+file per segment), loaded by the shared copytrade.instruments that the orders service validates
+with too. XTS numbers instruments by the exchange's own token, which is the v1
 instrumentId (RELIANCE is 2885 in both), in segments NSECM/NSEFO/BSECM/BSEFO.
 
 Validation never raises: a bad order gets an Invalid with a reason that becomes that order's
@@ -11,15 +12,14 @@ result, so one bad order never ends a fan-out.
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from types import MappingProxyType
 
-from copytrade.core.settings import PROJECT_ROOT
+from copytrade.instruments import DEFAULT_DIRECTORY, Contract, ContractFileError, load_contracts, symbol_key
 from services.broker_gateway.brokers.base import (
     BookEntry,
     Dialect,
@@ -34,7 +34,6 @@ from services.broker_gateway.brokers.base import (
     on_tick,
 )
 
-DEFAULT_DIRECTORY = PROJECT_ROOT / "data" / "instruments"
 # v1 segment file → (platform exchange, XTS segment).
 SEGMENTS = {
     "NSEEQ": (Exchange.NSE, "NSECM"),
@@ -47,8 +46,8 @@ TAG = re.compile(r"^[A-Za-z0-9]{1,20}$")
 MAX_MARKET_PROTECTION = Decimal(100)
 
 
-class InstrumentFileError(ValueError):
-    """A contract file that cannot be read; raised at start-up, never per order."""
+# A contract file that cannot be read; raised at start-up, never per order.
+InstrumentFileError = ContractFileError
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,39 +94,19 @@ class OrderRequest:
         )
 
 
-def _symbol_key(symbol: str) -> str:
-    return symbol.strip().upper()
-
-
-def _platform_symbol(trading_symbol: str) -> str:
-    # NSE cash symbols carry their series (RELIANCE-EQ); the platform names them without it.
-    return trading_symbol.removesuffix("-EQ")
-
-
-def _row_instrument(segment: str, row: Mapping[str, object], source: str) -> Instrument:
-    exchange, xts_segment = SEGMENTS[segment]
-    try:
-        instrument_id = str(row["instrumentId"]).strip()
-        trading_symbol = _symbol_key(str(row["tradingSymbol"]))
-        lot_size = int(str(row.get("lotSize") or "1"))
-        tick_size = Decimal(str(row["tickSize"]))
-        freeze_text = str(row.get("freezeQuantity") or "").strip()
-        freeze = int(Decimal(freeze_text)) if freeze_text else None
-    except (KeyError, ValueError, InvalidOperation) as exc:
-        raise InstrumentFileError(f"{source}: bad row {row!r}: {exc}") from None
-    if not instrument_id.isdigit() or lot_size < 1 or tick_size <= 0 or (freeze is not None and freeze < 1):
-        raise InstrumentFileError(f"{source}: bad row {row!r}")
+def _instrument(contract: Contract) -> Instrument:
+    exchange, xts_segment = SEGMENTS[contract.segment]
     return Instrument(
         exchange=exchange,
-        symbol=_platform_symbol(trading_symbol),
-        trading_symbol=trading_symbol,
-        v1_exchange=segment,
-        v1_instrument_id=instrument_id,
+        symbol=contract.symbol,
+        trading_symbol=contract.trading_symbol,
+        v1_exchange=contract.segment,
+        v1_instrument_id=contract.instrument_id,
         xts_segment=xts_segment,
-        xts_instrument_id=int(instrument_id),
-        lot_size=lot_size,
-        tick_size=tick_size,
-        freeze_quantity=freeze,
+        xts_instrument_id=int(contract.instrument_id),
+        lot_size=contract.lot_size,
+        tick_size=contract.tick_size,
+        freeze_quantity=contract.freeze_quantity,
     )
 
 
@@ -149,21 +128,7 @@ class InstrumentMaster:
 
     @classmethod
     def load(cls, directory: Path = DEFAULT_DIRECTORY) -> InstrumentMaster:
-        instruments: list[Instrument] = []
-        for segment in SEGMENTS:
-            path = directory / f"{segment}.json"
-            if not path.exists():
-                continue
-            try:
-                rows = json.loads(path.read_text())
-            except (OSError, ValueError) as exc:
-                raise InstrumentFileError(f"{path}: {exc}") from None
-            if not isinstance(rows, list):
-                raise InstrumentFileError(f"{path}: expected a JSON array of contracts")
-            instruments.extend(_row_instrument(segment, row, str(path)) for row in rows)
-        if not instruments:
-            raise InstrumentFileError(f"no contract files ({', '.join(SEGMENTS)}.json) in {directory}")
-        return cls(instruments)
+        return cls(_instrument(contract) for contract in load_contracts(directory))
 
     def __len__(self) -> int:
         return len(self._by_v1)
@@ -171,7 +136,7 @@ class InstrumentMaster:
     def resolve(self, exchange: Exchange | int, symbol: str) -> Instrument | None:
         """By the platform's symbol (RELIANCE) or the exchange's (RELIANCE-EQ), case-insensitive."""
         try:
-            key = (Exchange(exchange), _symbol_key(symbol))
+            key = (Exchange(exchange), symbol_key(symbol))
         except ValueError:
             return None
         return self._by_symbol.get(key)

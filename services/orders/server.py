@@ -1,23 +1,82 @@
-"""The orders service's process: master orders, history, statistics, live updates.
+"""The orders service's process: placing orders, their durable hand-off to JetStream, reading them.
 
-OrderService's RPCs are declared in protos/copytrade/orders/v1/orders.proto; until the replication
-work builds them, each answers UNIMPLEMENTED (never INTERNAL) behind the same token checks.
+OrderService's remaining RPCs (GetReplicationReport, CancelOrder, WatchOrders) come with the
+replication pipeline; until then they answer UNIMPLEMENTED (never INTERNAL) behind the same checks.
 """
 
-from copytrade.core.server import serve_services
+from __future__ import annotations
+
+from nats.aio.client import Client
+
+from copytrade.core import db, jetstream
+from copytrade.core.redis import create_redis, revocation_check
+from copytrade.core.server import GrpcService
 from copytrade.core.settings import Settings
+from copytrade.instruments import ContractMaster
 from copytrade.orders.v1 import orders_pb2, orders_pb2_grpc
+from services.orders.outbox import OutboxPublisher
+from services.orders.projection import UpdatesProjection
+from services.orders.servicer import OrderServicer
+from services.orders.store import OrderStore
+
+_ORDERS = orders_pb2.DESCRIPTOR.services_by_name["OrderService"]
+
+
+class OrdersProcess:
+    """Everything the process holds, so tests can run it in-process and close it cleanly.
+
+    `start()` connects to NATS, makes sure the streams exist, starts the outbox publisher (which
+    first sends whatever an earlier process committed but did not publish) and the ORDER_UPDATES
+    projection, and then serves gRPC.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = db.create_engine(settings, application_name="copytrade-orders")
+        self.sessions = db.session_factory(self.engine)
+        self.redis = create_redis(settings)
+        self.store = OrderStore(self.sessions)
+        self.instruments = ContractMaster.load()
+        self.nats: Client | None = None
+        self.publisher: OutboxPublisher | None = None
+        self.projection: UpdatesProjection | None = None
+        self.grpc = GrpcService(settings, "orders", is_revoked=revocation_check(self.redis))
+        servicer = OrderServicer(self.store, self.instruments, self._wake_publisher)
+        self.grpc.add(orders_pb2_grpc.add_OrderServiceServicer_to_server, servicer, _ORDERS)
+
+    def _wake_publisher(self) -> None:
+        if self.publisher is not None:
+            self.publisher.wake()
+
+    async def start_background(self) -> None:
+        """Connect to NATS, make sure the streams exist, start the publisher and the projection."""
+        self.nats = await jetstream.connect(self.settings, "orders")
+        js = self.nats.jetstream()
+        await jetstream.ensure_streams(js)
+        self.publisher = OutboxPublisher(self.sessions, js)
+        self.publisher.start()
+        self.projection = UpdatesProjection(self.sessions, js)
+        await self.projection.start()
+
+    async def start(self, host: str | None = None, port: int | None = None) -> int:
+        await self.start_background()
+        return await self.grpc.start(host=host, port=port)
+
+    async def close(self) -> None:
+        if self.projection is not None:
+            await self.projection.stop()
+        if self.publisher is not None:
+            await self.publisher.stop()
+        if self.nats is not None:
+            await self.nats.drain()
+        await self.redis.aclose()
+        await self.engine.dispose()
 
 
 async def serve(settings: Settings) -> None:
-    await serve_services(
-        settings,
-        "orders",
-        [
-            (
-                orders_pb2_grpc.add_OrderServiceServicer_to_server,
-                orders_pb2_grpc.OrderServiceServicer(),
-                orders_pb2.DESCRIPTOR.services_by_name["OrderService"],
-            )
-        ],
-    )
+    process = OrdersProcess(settings)
+    try:
+        await process.start_background()
+        await process.grpc.serve_until_signalled()
+    finally:
+        await process.close()

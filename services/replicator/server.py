@@ -1,23 +1,70 @@
-"""The replicator's process: copy subscriptions and the fan-out of each master order.
+"""The replicator's process: copy subscriptions, and the replication pipeline that fans each master
+order out to its followers' broker accounts."""
 
-ReplicatorService's RPCs are declared in protos/copytrade/replicator/v1/replicator.proto; until
-the replication work builds them, each answers UNIMPLEMENTED behind the same token checks.
-"""
+from __future__ import annotations
 
-from copytrade.core.server import serve_services
+from copytrade.core import db, jetstream
+from copytrade.core.redis import create_redis, revocation_check
+from copytrade.core.server import GrpcService
 from copytrade.core.settings import Settings
 from copytrade.replicator.v1 import replicator_pb2, replicator_pb2_grpc
+from services.replicator.directory import UserDirectory
+from services.replicator.pipeline import Pipeline
+from services.replicator.pipeline.capital import directory_capital
+from services.replicator.servicer import ReplicatorServicer
+from services.replicator.subscriptions import SubscriptionRepository
+
+_REPLICATOR = replicator_pb2.DESCRIPTOR.services_by_name["ReplicatorService"]
+
+
+class ReplicatorProcess:
+    """Everything the process holds, so tests can run it in-process and close it cleanly.
+
+    `connect()` runs before `grpc` serves; `replicate()` then starts the replication pipeline (the
+    JetStream consumer of master orders) on the same NATS connection. Tests of the subscriptions
+    alone connect without replicating, so that their process does not take other tests' orders.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = db.create_engine(settings, application_name="copytrade-replicator")
+        self.redis = create_redis(settings)
+        self.directory = UserDirectory(settings)
+        self.subscriptions = SubscriptionRepository(db.session_factory(self.engine))
+        self.nats = None
+        self.grpc = GrpcService(settings, "replicator", is_revoked=revocation_check(self.redis))
+        servicer = ReplicatorServicer(self.subscriptions, self.directory)
+        self.grpc.add(replicator_pb2_grpc.add_ReplicatorServiceServicer_to_server, servicer, _REPLICATOR)
+        self.pipeline = Pipeline(settings, self.engine, self.subscriptions, capital=directory_capital(self.directory))
+        self._replicating = False
+
+    async def connect(self) -> None:
+        """Connect to NATS, whose subscription-change messages keep every replica's cache right."""
+        self.nats = await jetstream.connect(self.settings, "replicator")
+        await self.subscriptions.cache.listen(self.nats)
+
+    async def replicate(self) -> None:
+        """Start consuming master orders (after connect())."""
+        await self.pipeline.start(self.nats)
+        self._replicating = True
+
+    async def close(self) -> None:
+        if self._replicating:
+            # Unfinished fan-outs are not acked: JetStream redelivers them and they resume.
+            await self.pipeline.stop()
+        await self.subscriptions.cache.close()
+        if self.nats is not None:
+            await self.nats.drain()
+        await self.directory.close()
+        await self.redis.aclose()
+        await self.engine.dispose()
 
 
 async def serve(settings: Settings) -> None:
-    await serve_services(
-        settings,
-        "replicator",
-        [
-            (
-                replicator_pb2_grpc.add_ReplicatorServiceServicer_to_server,
-                replicator_pb2_grpc.ReplicatorServiceServicer(),
-                replicator_pb2.DESCRIPTOR.services_by_name["ReplicatorService"],
-            )
-        ],
-    )
+    process = ReplicatorProcess(settings)
+    try:
+        await process.connect()
+        await process.replicate()
+        await process.grpc.serve_until_signalled()
+    finally:
+        await process.close()

@@ -12,10 +12,9 @@ import pytest
 from sqlalchemy import text
 
 from copytrade.broker.v1 import broker_pb2, broker_pb2_grpc
-from copytrade.core.migrate import upgrade_all
 from copytrade.core.tokens import issue_access_token, issue_service_token
-from services.broker_gateway.server import BrokerGatewayProcess
-from tests.mock_iifl.conftest import FAST, MockClient, mock_server  # noqa: F401 - session fixture
+from tests.mock_iifl.conftest import mock_server  # noqa: F401 - session fixture
+from tests.support.broker import fresh_mock, running_gateway
 
 Code = grpc.StatusCode
 Outcome = broker_pb2.PlacementOutcome
@@ -25,32 +24,13 @@ MARKET, LIMIT = broker_pb2.ORDER_TYPE_MARKET, broker_pb2.ORDER_TYPE_LIMIT
 
 @pytest.fixture(scope="module")
 async def gateway(base_settings, mock_server):  # noqa: F811
-    settings = base_settings.model_copy(
-        update={
-            "mock_iifl_port": mock_server.port,
-            "broker_request_timeout_seconds": 1.0,
-            "broker_order_deadline_seconds": 8.0,
-            "broker_warm_connections": 0,
-        }
-    )
-    await asyncio.to_thread(upgrade_all, settings)
-    process = BrokerGatewayProcess(settings)
-    port = await process.grpc.start(host="127.0.0.1", port=0)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    process.channel = channel
-    yield process
-    await channel.close()
-    await process.grpc.stop(drain_seconds=0, grace_seconds=0)
-    await process.close()
+    async with running_gateway(base_settings, mock_server, order_deadline_seconds=8.0) as process:
+        yield process
 
 
 @pytest.fixture
 async def mock(mock_server):  # noqa: F811
-    import aiohttp
-
-    async with aiohttp.ClientSession() as http:
-        client = MockClient(mock_server, http)
-        await client.control("POST", "reset", {"config": FAST})
+    async with fresh_mock(mock_server) as client:
         yield client
 
 
@@ -340,10 +320,13 @@ async def test_fanout_under_broker_faults_never_places_twice(gateway, accounts_s
         assert counts.get(placed.tag, 0) <= 1
         if result.outcome == Outcome.PLACEMENT_OUTCOME_PLACED:
             assert counts.get(placed.tag) == 1, result
+        elif result.outcome == Outcome.PLACEMENT_OUTCOME_FAILED:
+            # Every send failed and the book proved each one absent: reported, and truly not there.
+            assert counts.get(placed.tag, 0) == 0 and result.attempts >= 1, result
         else:
-            # Only an order the deadline left unresolved may be UNKNOWN; nothing else is acceptable.
+            # Otherwise only an order the deadline left unresolved may be UNKNOWN.
             assert result.outcome == Outcome.PLACEMENT_OUTCOME_UNKNOWN, result
-    assert summary.placed + summary.unknown == len(orders)
+    assert summary.placed + summary.failed + summary.unknown == len(orders)
 
 
 async def test_resumed_fanout_finds_what_the_broker_already_has(gateway, accounts_stub, fanout_stub, as_service, mock, unique):

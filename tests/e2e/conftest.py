@@ -1,5 +1,6 @@
 """The end-to-end tier: the real stack (services, Envoy) on free ports, driven as a user would."""
 
+import os
 import shutil
 
 import httpx
@@ -11,7 +12,9 @@ from tests.support.backing import scratch_dir
 PASSWORD = "Password123!"
 
 
-@pytest.fixture(scope="session")
+# Package scope: the stack stops when the end-to-end tests are done. Its replicator consumes every
+# master order on the session's shared NATS; left running, it would take the pipeline tests' orders.
+@pytest.fixture(scope="package")
 async def stack(backing):
     data_dir = scratch_dir("copytrade-test-stack-")
     env = {
@@ -27,7 +30,8 @@ async def stack(backing):
         async with LocalStack(env) as running:
             yield running
     finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
+        if not os.environ.get("KEEP_STACK_DATA"):
+            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture

@@ -80,10 +80,9 @@ def test_every_service_in_protos_is_transcoded_and_routed_to_its_cluster(written
     transcoder = next(f for f in hcm["http_filters"] if f["name"].endswith("grpc_json_transcoder"))[
         "typed_config"
     ]
-    routes = {
-        r["match"].get("prefix"): r["route"]["cluster"]
-        for r in hcm["route_config"]["virtual_hosts"][0]["routes"]
-    }
+    entries = hcm["route_config"]["virtual_hosts"][0]["routes"]
+    routes = {r["match"].get("prefix"): r["route"]["cluster"] for r in entries if "route" in r}
+    refused = {r["match"].get("prefix"): r["direct_response"]["status"] for r in entries if "direct_response" in r}
     services = [
         f"{file.package}.{service.name}"
         for file in descriptor_pb2.FileDescriptorSet.FromString(full_descriptor.read_bytes()).file
@@ -92,10 +91,11 @@ def test_every_service_in_protos_is_transcoded_and_routed_to_its_cluster(written
         if f"{file.package}.{service.name}" not in INTERNAL_SERVICES
     ]
     assert sorted(transcoder["services"]) == sorted(services)
-    # Internal APIs are neither transcoded nor routed: the catch-all sends them to auth, which
-    # does not serve them.
+    # Internal APIs are neither transcoded nor routed: Envoy answers them itself, since the
+    # catch-all would otherwise carry them to auth, which serves the user directory.
     for internal in INTERNAL_SERVICES:
         assert f"/{internal}/" not in routes
+        assert refused[f"/{internal}/"] == 404
     for service in services:
         assert routes[f"/{service}/"] == expected_cluster[service.split(".")[1]]
     assert routes["/grpc.reflection."] == routes["/grpc.health.v1.Health/"] == "auth"
@@ -122,7 +122,8 @@ def test_clusters_are_http2_strict_dns_and_health_checked(written):
 
 
 def test_server_stream_routes_never_time_out(written, full_descriptor):
-    routes = manager(written)["route_config"]["virtual_hosts"][0]["routes"]
+    # Entries Envoy answers itself (internal services) forward nothing, so have no timeouts.
+    routes = [r for r in manager(written)["route_config"]["virtual_hosts"][0]["routes"] if "route" in r]
     for route in routes:
         assert route["route"]["timeout"] == "0s"
         assert route["route"]["max_stream_duration"] == {"grpc_timeout_header_max": "0s"}

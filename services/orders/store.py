@@ -1,0 +1,224 @@
+"""Reading and writing orders in PostgreSQL.
+
+Placing an order writes the order and its outbox message in one transaction: once it commits the
+order is durably accepted and its hand-off to JetStream is certain (services/orders/outbox.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import and_, func, or_, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from copytrade.core import jetstream
+from copytrade.core.errors import AlreadyExists
+from copytrade.events.v1 import events_pb2
+from services.orders.models import Order, OutboxMessage
+from services.orders.validation import NewOrder
+
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+# Follower orders the broker accepted, whatever happened to them afterwards.
+BROKER_ACCEPTED = ("OPEN", "PARTIALLY_FILLED", "EXECUTED")
+NOT_ATTEMPTED = ("SKIPPED", "PENDING")
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    order: Order
+    replay: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    by_status: dict[str, int]
+    replicated: int
+    attempted: int
+    accepted: int
+    latency_p50: Decimal | None
+    latency_p95: Decimal | None
+
+
+def rfc3339(moment: datetime, timespec: str = "milliseconds") -> str:
+    return moment.astimezone(UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
+
+
+def decimal_text(value: Decimal | None) -> str:
+    """Rupees as the API shows them: at least two decimal places, no trailing zeros beyond."""
+    if value is None:
+        return ""
+    normal = value.normalize()
+    if normal.as_tuple().exponent > -2:
+        normal = normal.quantize(Decimal("0.01"))
+    return format(normal, "f")
+
+
+def accepted_event(order: Order) -> events_pb2.OrderAccepted:
+    # Per events.proto the event carries a limit price only; a MARKET/SL-M reference price stays here.
+    limit = order.order_type in ("LIMIT", "SL")
+    return events_pb2.OrderAccepted(
+        order_id=order.id,
+        master_user_id=order.user_id,
+        symbol=order.symbol,
+        exchange=order.exchange,
+        side=order.side,
+        order_type=order.order_type,
+        product=order.product,
+        quantity=order.quantity,
+        price=decimal_text(order.price) if limit else "",
+        trigger_price=decimal_text(order.trigger_price),
+        accepted_at=rfc3339(order.created_at, "microseconds"),
+    )
+
+
+class OrderStore:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def place(self, user_id: int, new: NewOrder, *, replicate: bool) -> Placed:
+        """Store the order (and, when `replicate`, its OrderAccepted in the outbox), or return the
+        order an earlier request with the same idempotency key stored."""
+        async with self._sessions() as session, session.begin():
+            if new.idempotency_key is not None:
+                await self._expire_key(session, user_id, new.idempotency_key)
+            fingerprint = new.fingerprint() if new.idempotency_key is not None else None
+            statement = (
+                insert(Order)
+                .values(
+                    user_id=user_id,
+                    is_master_order=True,
+                    symbol=new.symbol,
+                    exchange=new.exchange,
+                    side=new.side,
+                    order_type=new.order_type,
+                    product=new.product,
+                    validity=new.validity,
+                    quantity=new.quantity,
+                    price=new.price,
+                    trigger_price=new.trigger_price,
+                    idempotency_key=new.idempotency_key,
+                    request_hash=fingerprint,
+                )
+                # A concurrent request with the same key waits here for the first to commit, then
+                # inserts nothing and reads the first one's order below.
+                .on_conflict_do_nothing(
+                    index_elements=[Order.user_id, Order.idempotency_key],
+                    index_where=Order.idempotency_key.is_not(None),
+                )
+                .returning(Order)
+            )
+            order = (await session.scalars(statement)).one_or_none()
+            if order is None:
+                return Placed(
+                    await self._replayed(session, user_id, new.idempotency_key, fingerprint), replay=True
+                )
+            if replicate:
+                session.add(
+                    OutboxMessage(
+                        subject=jetstream.accepted_subject(user_id),
+                        message_id=f"order-{order.id}",
+                        payload=accepted_event(order).SerializeToString(),
+                    )
+                )
+            return Placed(order, replay=False)
+
+    @staticmethod
+    async def _expire_key(session: AsyncSession, user_id: int, key: str) -> None:
+        # A key is only binding for IDEMPOTENCY_WINDOW; afterwards it may name a new order.
+        await session.execute(
+            update(Order)
+            .where(
+                Order.user_id == user_id,
+                Order.idempotency_key == key,
+                Order.created_at < func.now() - IDEMPOTENCY_WINDOW,
+            )
+            .values(idempotency_key=None)
+        )
+
+    @staticmethod
+    async def _replayed(
+        session: AsyncSession, user_id: int, key: str | None, fingerprint: str | None
+    ) -> Order:
+        earlier = await session.scalar(
+            select(Order).where(Order.user_id == user_id, Order.idempotency_key == key)
+        )
+        if earlier is None or earlier.request_hash != fingerprint:
+            raise AlreadyExists("was already used for a different order", field="idempotency_key")
+        return earlier
+
+    async def mine(
+        self, user_id: int, *, limit: int, before_id: int | None, status: str | None, symbol: str | None
+    ) -> list[Order]:
+        """The user's orders, newest first, after the cursor."""
+        query = select(Order).where(Order.user_id == user_id)
+        if before_id is not None:
+            query = query.where(Order.id < before_id)
+        if status is not None:
+            query = query.where(Order.status == status)
+        if symbol is not None:
+            query = query.where(Order.symbol == symbol)
+        async with self._sessions() as session:
+            return list(await session.scalars(query.order_by(Order.id.desc()).limit(limit)))
+
+    async def owned(self, user_id: int, order_id: int) -> Order | None:
+        async with self._sessions() as session:
+            return await session.scalar(select(Order).where(Order.id == order_id, Order.user_id == user_id))
+
+    async def followers_of(
+        self, master_order_id: int, *, limit: int, after: tuple[int, int] | None
+    ) -> list[Order]:
+        """Follower orders copied from a master order, by follower id (then order id)."""
+        query = select(Order).where(
+            Order.master_order_id == master_order_id, Order.is_master_order.is_(False)
+        )
+        if after is not None:
+            query = query.where(tuple_(Order.user_id, Order.id) > tuple_(*after))
+        async with self._sessions() as session:
+            return list(await session.scalars(query.order_by(Order.user_id, Order.id).limit(limit)))
+
+    async def stats(self, user_id: int, *, since: datetime | None, until: datetime | None) -> Stats:
+        window = []
+        if since is not None:
+            window.append(Order.created_at >= since)
+        if until is not None:
+            window.append(Order.created_at < until)
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(Order.status, func.count())
+                .where(Order.user_id == user_id, *window)
+                .group_by(Order.status)
+            )
+            by_status = {status: count for status, count in rows}
+            # A master's replication is the follower orders copied from their orders; a follower's is
+            # the follower orders in their own account.
+            replicated = and_(
+                Order.is_master_order.is_(False),
+                or_(Order.master_user_id == user_id, Order.user_id == user_id),
+                *window,
+            )
+            latency = Order.replication_latency_ms
+            figures = (
+                await session.execute(
+                    select(
+                        func.count(),
+                        func.count().filter(Order.status.not_in(NOT_ATTEMPTED)),
+                        func.count().filter(
+                            or_(Order.status.in_(BROKER_ACCEPTED), Order.broker_order_id != "")
+                        ),
+                        func.percentile_cont(0.5).within_group(latency),
+                        func.percentile_cont(0.95).within_group(latency),
+                    ).where(replicated)
+                )
+            ).one()
+        replicated_count, attempted, accepted, p50, p95 = figures
+        return Stats(
+            by_status=by_status,
+            replicated=replicated_count,
+            attempted=attempted,
+            accepted=accepted,
+            latency_p50=None if p50 is None else Decimal(str(p50)),
+            latency_p95=None if p95 is None else Decimal(str(p95)),
+        )

@@ -1,0 +1,337 @@
+"""One master order's replication, from OrderAccepted to every follower order's recorded outcome.
+
+Safe to run again for the same master order at any point (a redelivery after a crash): the first
+run's follower orders are found instead of sized again, only those still PENDING are sent, with
+`resumed` so that the gateway looks their tags up first, and updates not yet published are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import grpc
+from nats.js import JetStreamContext
+
+from copytrade.broker.v1 import broker_pb2, broker_pb2_grpc
+from copytrade.core.logging import get_logger
+from copytrade.core.settings import PROJECT_ROOT
+from copytrade.events.v1 import events_pb2
+from copytrade.instruments import ContractMaster
+from services.replicator.pipeline import sizing, updates
+from services.replicator.pipeline.capital import DEFAULT_CAPITAL, Capital, default_capital
+from services.replicator.pipeline.followers import LoadFollowers
+from services.replicator.pipeline.store import (
+    FAILED,
+    PENDING,
+    REJECTED,
+    SKIPPED,
+    SUBMITTED,
+    FollowerOrder,
+    MasterDetails,
+    NewFollowerOrder,
+    Result,
+    Store,
+)
+
+log = get_logger(__name__)
+Outcome = broker_pb2.PlacementOutcome
+
+ACCOUNT_BATCH = 1_000  # BatchGetLinkedAccounts' limit
+# A master order first seen later than this is not copied (SKIPPED, STALE_ORDER): a copy placed
+# minutes after the master's trade, at another price, is not the trade the follower signed up for.
+# A fan-out already started is always finished, however late.
+MAX_START_DELAY_SECONDS = 300
+# Whole fan-outs end far sooner (5,000 orders in ~3 s); past this the gateway is taken as stuck, the
+# orders without a result stay PENDING, and the redelivery resumes them with their tags looked up.
+FANOUT_TIMEOUT_SECONDS = 120.0
+LOOKUP_TIMEOUT_SECONDS = 10.0
+REFERENCE_PRICES = PROJECT_ROOT / "data" / "instruments" / "reference_prices.json"
+
+_EXCHANGES = {
+    "NSE": broker_pb2.EXCHANGE_NSE,
+    "BSE": broker_pb2.EXCHANGE_BSE,
+    "NFO": broker_pb2.EXCHANGE_NFO,
+    "BFO": broker_pb2.EXCHANGE_BFO,
+}
+_SIDES = {"BUY": broker_pb2.SIDE_BUY, "SELL": broker_pb2.SIDE_SELL}
+_TYPES = {
+    "MARKET": broker_pb2.ORDER_TYPE_MARKET,
+    "LIMIT": broker_pb2.ORDER_TYPE_LIMIT,
+    "SL": broker_pb2.ORDER_TYPE_SL,
+    "SL-M": broker_pb2.ORDER_TYPE_SL_M,
+}
+_PRODUCTS = {"CNC": broker_pb2.PRODUCT_CNC, "MIS": broker_pb2.PRODUCT_MIS, "NRML": broker_pb2.PRODUCT_NRML}
+# The broker's answer as the follower order's status; UNKNOWN (and any outcome this code does not
+# know) leaves the order PENDING, to be looked up by tag when the master order is redelivered.
+_STATUS = {
+    Outcome.PLACEMENT_OUTCOME_PLACED: SUBMITTED,
+    Outcome.PLACEMENT_OUTCOME_REJECTED: REJECTED,
+    Outcome.PLACEMENT_OUTCOME_FAILED: FAILED,
+    Outcome.PLACEMENT_OUTCOME_NEEDS_RELOGIN: FAILED,
+    Outcome.PLACEMENT_OUTCOME_ACCOUNT_NOT_LINKED: FAILED,
+}
+_DEFAULT_CODES = {
+    Outcome.PLACEMENT_OUTCOME_REJECTED: "REJECTED",
+    Outcome.PLACEMENT_OUTCOME_FAILED: "BROKER_FAILED",
+    Outcome.PLACEMENT_OUTCOME_NEEDS_RELOGIN: "NEEDS_RELOGIN",
+    Outcome.PLACEMENT_OUTCOME_ACCOUNT_NOT_LINKED: "ACCOUNT_NOT_LINKED",
+}
+
+
+def load_reference_prices(path: Path = REFERENCE_PRICES) -> dict[tuple[str, str], Decimal]:
+    """(v1 segment, instrument id) -> the instrument's last known price."""
+    raw = json.loads(path.read_text())
+    return {
+        (segment, iid): Decimal(price) for segment, prices in raw.items() for iid, price in prices.items()
+    }
+
+
+def parse_time(value: str) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    # events.proto promises UTC; a value without an offset is read as UTC rather than refused.
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _decimal(value: str) -> Decimal | None:
+    return Decimal(value) if value else None
+
+
+class Replication:
+    def __init__(
+        self,
+        store: Store,
+        followers: LoadFollowers,
+        gateway: broker_pb2_grpc.BrokerGatewayServiceStub,
+        js: JetStreamContext,
+        service_token: Callable[[], str],
+        capital: Capital = default_capital,
+        instruments: ContractMaster | None = None,
+    ) -> None:
+        self.store = store
+        self.followers = followers
+        self.gateway = gateway
+        self.js = js
+        self.service_token = service_token
+        self.capital = capital
+        self.instruments = instruments or ContractMaster.load()
+        self.prices = load_reference_prices()
+
+    async def run(self, event: events_pb2.OrderAccepted, redelivered: bool) -> bool:
+        """Replicate one master order; True when every follower order is final (ack), else False."""
+        master = MasterDetails(
+            master_order_id=event.order_id,
+            master_user_id=event.master_user_id,
+            symbol=event.symbol,
+            exchange=event.exchange,
+            side=event.side,
+            order_type=event.order_type,
+            product=event.product,
+            price=_decimal(event.price),
+            trigger_price=_decimal(event.trigger_price),
+        )
+        seen_before = await self.store.fanout_exists(event.order_id)
+        if seen_before:
+            await self.store.count_run(event.order_id)
+            orders = await self.store.load(event.order_id)
+        else:
+            orders = await self.store.create(master, await self._plan(event, master))
+        unpublished = [o for o in orders if o.published_sequence < o.sequence]
+        pending = [o for o in orders if o.status == PENDING]
+        if pending:
+            # The first updates go out while the broker places the orders, not before: the copies'
+            # latency must not include publishing thousands of PENDING updates. A result may then
+            # be published before its PENDING; readers order updates by `sequence`.
+            announcing = asyncio.create_task(self._publish(unpublished))
+            try:
+                await self._execute(event, pending, resumed=seen_before or redelivered)
+            except BaseException:
+                announcing.cancel()
+                raise
+            await announcing
+            orders = await self.store.load(event.order_id)
+            await self._publish([o for o in orders if o.published_sequence < o.sequence])
+        else:
+            await self._publish(unpublished)
+        if any(o.status == PENDING for o in orders):
+            return False
+        await self.store.finish(event.order_id)
+        return True
+
+    async def _plan(self, event: events_pb2.OrderAccepted, master: MasterDetails) -> list[NewFollowerOrder]:
+        """Size every active follower's copy, or decide why there is none."""
+        followers = await self.followers(event.master_user_id)
+        if not followers:
+            return []
+        ids = [f.follower_id for f in followers]
+        accounts = await self._accounts(ids)
+        capital = await self.capital(ids)
+        order = sizing.MasterOrder(
+            side=event.side,
+            order_type=event.order_type,
+            quantity=event.quantity,
+            price=master.price,
+            trigger_price=master.trigger_price,
+        )
+        contract = self._contract(event)
+        accepted = parse_time(event.accepted_at)
+        stale = (
+            accepted is not None and (datetime.now(UTC) - accepted).total_seconds() > MAX_START_DELAY_SECONDS
+        )
+
+        planned = []
+        for follower in followers:
+            account = accounts.get(follower.follower_id)
+            if stale:
+                planned.append(
+                    NewFollowerOrder(
+                        follower.follower_id,
+                        account,
+                        0,
+                        SKIPPED,
+                        "master order is too old to copy",
+                        "STALE_ORDER",
+                    )
+                )
+                continue
+            if account is None:
+                planned.append(
+                    NewFollowerOrder(
+                        follower.follower_id,
+                        None,
+                        0,
+                        FAILED,
+                        "no linked broker account",
+                        "ACCOUNT_NOT_LINKED",
+                    )
+                )
+                continue
+            funds = capital.get(follower.follower_id, DEFAULT_CAPITAL)
+            sized = sizing.size(order, follower.strategy, contract, funds)
+            if sized.skipped:
+                planned.append(
+                    NewFollowerOrder(
+                        follower.follower_id, account, 0, SKIPPED, sized.skip_reason, sized.skip_code
+                    )
+                )
+            else:
+                planned.append(NewFollowerOrder(follower.follower_id, account, sized.quantity, PENDING))
+        return planned
+
+    def _contract(self, event: events_pb2.OrderAccepted) -> sizing.Contract:
+        instrument = self.instruments.resolve(event.exchange, event.symbol)
+        if instrument is None:
+            # The orders service validated the instrument; if the master file lacks it here, size by
+            # units of one and let the gateway answer each order INSTRUMENT_NOT_FOUND on the record.
+            return sizing.Contract(lot_size=1, freeze_quantity=None, reference_price=None)
+        return sizing.Contract(
+            lot_size=instrument.lot_size,
+            freeze_quantity=instrument.freeze_quantity,
+            reference_price=self.prices.get((instrument.segment, instrument.instrument_id)),
+        )
+
+    async def _accounts(self, follower_ids: list[int]) -> dict[int, int]:
+        """follower id -> linked account id, for those who have one."""
+        found: dict[int, int] = {}
+        for start in range(0, len(follower_ids), ACCOUNT_BATCH):
+            reply = await self.gateway.BatchGetLinkedAccounts(
+                broker_pb2.BatchGetLinkedAccountsRequest(
+                    user_ids=follower_ids[start : start + ACCOUNT_BATCH]
+                ),
+                metadata=self._auth(),
+                timeout=LOOKUP_TIMEOUT_SECONDS,
+            )
+            found.update({account.user_id: account.id for account in reply.accounts})
+        return found
+
+    async def _execute(
+        self, event: events_pb2.OrderAccepted, pending: list[FollowerOrder], resumed: bool
+    ) -> None:
+        by_tag = {o.tag: o for o in pending}
+        request = broker_pb2.ExecuteFanoutRequest(
+            fanout_id=event.order_id, orders=[self._new_order(o) for o in pending], resumed=resumed
+        )
+        accepted = parse_time(event.accepted_at)
+        started = time.perf_counter()
+        try:
+            async for message in self.gateway.ExecuteFanout(
+                request, metadata=self._auth(), timeout=FANOUT_TIMEOUT_SECONDS
+            ):
+                results = [
+                    self._result(r, by_tag[r.tag], accepted) for r in message.results if r.tag in by_tag
+                ]
+                await self._publish(await self.store.record(results))
+                if message.HasField("summary"):
+                    log.info(
+                        "fanout_done",
+                        master_order_id=event.order_id,
+                        orders=message.summary.total,
+                        placed=message.summary.placed,
+                        unknown=message.summary.unknown,
+                        resumed=resumed,
+                        elapsed_ms=int((time.perf_counter() - started) * 1000),
+                    )
+        except grpc.aio.AioRpcError as exc:
+            # The orders without a result stay PENDING; the redelivery sends them again, resumed.
+            log.warning("fanout_cut_short", master_order_id=event.order_id, code=exc.code().name)
+
+    def _new_order(self, order: FollowerOrder) -> broker_pb2.NewOrder:
+        return broker_pb2.NewOrder(
+            account_id=order.account_id or 0,
+            user_id=order.follower_id,
+            order_id=order.id,
+            instrument=broker_pb2.Instrument(symbol=order.symbol, exchange=_EXCHANGES.get(order.exchange, 0)),
+            side=_SIDES.get(order.side, 0),
+            order_type=_TYPES.get(order.order_type, 0),
+            product=_PRODUCTS.get(order.product, 0),
+            quantity=order.quantity,
+            price=updates.decimal_text(order.price),
+            trigger_price=updates.decimal_text(order.trigger_price),
+            tag=order.tag,
+        )
+
+    @staticmethod
+    def _result(
+        result: broker_pb2.PlacementResult, order: FollowerOrder, accepted: datetime | None
+    ) -> Result:
+        status = _STATUS.get(result.outcome, PENDING)
+        if status == PENDING:
+            code = result.error_code or "BROKER_UNKNOWN"
+        elif status == SUBMITTED:
+            code = ""
+        else:
+            code = result.error_code or _DEFAULT_CODES.get(result.outcome, "BROKER_FAILED")
+        if result.outcome in (
+            Outcome.PLACEMENT_OUTCOME_NEEDS_RELOGIN,
+            Outcome.PLACEMENT_OUTCOME_ACCOUNT_NOT_LINKED,
+        ):
+            # The user's fix is the same whatever the broker's own code was.
+            code = _DEFAULT_CODES[result.outcome]
+        latency = result.latency_ms
+        if accepted is not None:
+            latency = max(int((datetime.now(UTC) - accepted).total_seconds() * 1000), 0)
+        return Result(
+            id=order.id,
+            status=status,
+            status_reason=result.reason,
+            status_reason_code=code,
+            broker_order_id=result.broker_order_id,
+            latency_ms=latency,
+            attempts=result.attempts,
+        )
+
+    async def _publish(self, orders: list[FollowerOrder]) -> None:
+        if orders:
+            await updates.publish(self.js, orders)
+            await self.store.mark_published(orders)
+
+    def _auth(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.service_token()}"),)

@@ -1,0 +1,245 @@
+"""The replicator's record of every follower order and every fan-out (tables in migration 0002).
+
+A follower order exists at most once per master order and follower, ever (UNIQUE), and carries a tag
+derived from that pair alone, so a redelivered or resumed master order finds the same rows and sends
+the same tags, which the broker gateway looks up instead of placing twice. Writes are batched: one
+multi-row INSERT per fan-out and one UPDATE per stream message of results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+PENDING, SUBMITTED, REJECTED, FAILED, SKIPPED = "PENDING", "SUBMITTED", "REJECTED", "FAILED", "SKIPPED"
+FINAL = frozenset({SUBMITTED, REJECTED, FAILED, SKIPPED})  # SUBMITTED: at the broker, its job from there
+
+_DIGITS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+TAG_LENGTH = 20
+
+
+def _base36(value: int) -> str:
+    out = ""
+    while True:
+        value, digit = divmod(value, 36)
+        out = _DIGITS[digit] + out
+        if value == 0:
+            return out
+
+
+def tag_for(master_order_id: int, follower_id: int) -> str:
+    """The follower order's broker tag: deterministic, at most 20 letters and digits.
+
+    Readable when it fits: one base36 digit giving the master order id's length, then both ids in
+    base36 (`4` `2N9C` `7LPHJ2`). The length prefix makes it unambiguous; it is at most 13 (an int64
+    has at most 13 base36 digits), so ids too long to fit use `Z` plus a 19-digit hash of the pair,
+    which can never be mistaken for a readable tag.
+    """
+    master, follower = _base36(master_order_id), _base36(follower_id)
+    readable = _base36(len(master)) + master + follower
+    if len(readable) <= TAG_LENGTH:
+        return readable
+    digest = int.from_bytes(hashlib.sha256(f"{master_order_id}:{follower_id}".encode()).digest(), "big")
+    return "Z" + _base36(digest)[: TAG_LENGTH - 1]
+
+
+@dataclass(frozen=True)
+class MasterDetails:
+    """The master order's fields every copy shares."""
+
+    master_order_id: int
+    master_user_id: int
+    symbol: str
+    exchange: str
+    side: str
+    order_type: str
+    product: str
+    price: Decimal | None
+    trigger_price: Decimal | None
+
+
+@dataclass(frozen=True)
+class NewFollowerOrder:
+    follower_id: int
+    account_id: int | None
+    quantity: int
+    status: str  # PENDING, or SKIPPED/FAILED when decided before the broker
+    status_reason: str = ""
+    status_reason_code: str = ""
+
+
+@dataclass(frozen=True)
+class FollowerOrder:
+    id: int
+    master_order_id: int
+    follower_id: int
+    account_id: int | None
+    tag: str
+    symbol: str
+    exchange: str
+    side: str
+    order_type: str
+    product: str
+    quantity: int
+    price: Decimal | None
+    trigger_price: Decimal | None
+    status: str
+    status_reason: str
+    status_reason_code: str
+    broker_order_id: str
+    latency_ms: int | None
+    attempts: int
+    sequence: int
+    published_sequence: int
+
+
+@dataclass(frozen=True)
+class Result:
+    """One broker outcome to record against a follower order."""
+
+    id: int
+    status: str  # PENDING when the broker's answer is UNKNOWN
+    status_reason: str
+    status_reason_code: str
+    broker_order_id: str
+    latency_ms: int
+    attempts: int
+
+
+_COLUMNS = ", ".join(FollowerOrder.__dataclass_fields__)
+
+
+class Store:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def fanout_exists(self, master_order_id: int) -> bool:
+        async with self.engine.connect() as conn:
+            found = await conn.execute(
+                text("SELECT 1 FROM replicator.fanouts WHERE master_order_id = :id"), {"id": master_order_id}
+            )
+            return found.first() is not None
+
+    async def create(self, master: MasterDetails, orders: list[NewFollowerOrder]) -> list[FollowerOrder]:
+        """Record the fan-out and its follower orders in one transaction, once; read back what exists.
+
+        A replica racing on the same master order blocks on the fan-out row, then inserts nothing
+        (every pair conflicts) and reads the first one's rows.
+        """
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO replicator.fanouts (master_order_id, master_user_id, state) "
+                    "VALUES (:id, :user, 'RUNNING') ON CONFLICT (master_order_id) DO NOTHING"
+                ),
+                {"id": master.master_order_id, "user": master.master_user_id},
+            )
+            if orders:
+                await conn.execute(
+                    text(
+                        "INSERT INTO replicator.follower_orders (master_order_id, follower_id, account_id, tag,"
+                        " symbol, exchange, side, order_type, product, quantity, price, trigger_price, status,"
+                        " status_reason, status_reason_code)"
+                        " SELECT :master, f, a, t, :symbol, :exchange, :side, :order_type, :product, q,"
+                        " :price, :trigger_price, s, r, c"
+                        " FROM unnest(CAST(:followers AS BIGINT[]), CAST(:accounts AS BIGINT[]),"
+                        " CAST(:tags AS TEXT[]), CAST(:quantities AS BIGINT[]), CAST(:statuses AS TEXT[]),"
+                        " CAST(:reasons AS TEXT[]), CAST(:codes AS TEXT[])) AS v(f, a, t, q, s, r, c)"
+                        " ON CONFLICT (master_order_id, follower_id) DO NOTHING"
+                    ),
+                    {
+                        "master": master.master_order_id,
+                        "symbol": master.symbol,
+                        "exchange": master.exchange,
+                        "side": master.side,
+                        "order_type": master.order_type,
+                        "product": master.product,
+                        "price": master.price,
+                        "trigger_price": master.trigger_price,
+                        "followers": [o.follower_id for o in orders],
+                        "accounts": [o.account_id for o in orders],
+                        "tags": [tag_for(master.master_order_id, o.follower_id) for o in orders],
+                        "quantities": [o.quantity for o in orders],
+                        "statuses": [o.status for o in orders],
+                        "reasons": [o.status_reason[:300] for o in orders],
+                        "codes": [o.status_reason_code[:40] for o in orders],
+                    },
+                )
+        return await self.load(master.master_order_id)
+
+    async def load(self, master_order_id: int) -> list[FollowerOrder]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                text(
+                    f"SELECT {_COLUMNS} FROM replicator.follower_orders WHERE master_order_id = :id ORDER BY id"
+                ),
+                {"id": master_order_id},
+            )
+            return [FollowerOrder(**row) for row in rows.mappings()]
+
+    async def record(self, results: list[Result]) -> list[FollowerOrder]:
+        """Record one stream message's results in one UPDATE; returns the orders whose status changed.
+
+        Only PENDING orders change: a result arriving again (a resumed fan-out) cannot move an order
+        out of a final state, and its sequence only grows with a real change of status.
+        """
+        if not results:
+            return []
+        async with self.engine.begin() as conn:
+            rows = await conn.execute(
+                text(
+                    "UPDATE replicator.follower_orders AS o SET status = v.s, status_reason = v.r,"
+                    " status_reason_code = v.c, broker_order_id = v.b, latency_ms = v.l,"
+                    " attempts = o.attempts + v.n, sequence = o.sequence + CASE WHEN v.s <> o.status THEN 1 ELSE 0 END,"
+                    " updated_at = now()"
+                    " FROM unnest(CAST(:ids AS BIGINT[]), CAST(:statuses AS TEXT[]), CAST(:reasons AS TEXT[]),"
+                    " CAST(:codes AS TEXT[]), CAST(:brokers AS TEXT[]), CAST(:latencies AS BIGINT[]),"
+                    " CAST(:attempts AS INT[])) AS v(id, s, r, c, b, l, n)"
+                    f" WHERE o.id = v.id AND o.status = '{PENDING}'"
+                    f" RETURNING {', '.join('o.' + c for c in FollowerOrder.__dataclass_fields__)}"
+                ),
+                {
+                    "ids": [r.id for r in results],
+                    "statuses": [r.status for r in results],
+                    "reasons": [r.status_reason[:300] for r in results],
+                    "codes": [r.status_reason_code[:40] for r in results],
+                    "brokers": [r.broker_order_id[:64] for r in results],
+                    "latencies": [r.latency_ms for r in results],
+                    "attempts": [r.attempts for r in results],
+                },
+            )
+            return [FollowerOrder(**row) for row in rows.mappings() if row["status"] != PENDING]
+
+    async def mark_published(self, orders: list[FollowerOrder]) -> None:
+        if not orders:
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "UPDATE replicator.follower_orders AS o SET published_sequence = GREATEST(o.published_sequence, v.q)"
+                    " FROM unnest(CAST(:ids AS BIGINT[]), CAST(:sequences AS BIGINT[])) AS v(id, q)"
+                    " WHERE o.id = v.id"
+                ),
+                {"ids": [o.id for o in orders], "sequences": [o.sequence for o in orders]},
+            )
+
+    async def finish(self, master_order_id: int) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "UPDATE replicator.fanouts SET state = 'DONE', finished_at = now()"
+                    " WHERE master_order_id = :id AND state <> 'DONE'"
+                ),
+                {"id": master_order_id},
+            )
+
+    async def count_run(self, master_order_id: int) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text("UPDATE replicator.fanouts SET runs = runs + 1 WHERE master_order_id = :id"),
+                {"id": master_order_id},
+            )

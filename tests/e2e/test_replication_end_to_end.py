@@ -1,0 +1,89 @@
+"""The product, end to end through Envoy: followers link their IIFL accounts and follow a master, the
+master places an order, and each follower's sized copy lands once in their own account at the
+(mock) broker, visible in the master's order and each follower's history."""
+
+import asyncio
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.e2e
+PASSWORD = "Password123!"
+
+
+async def register_and_login(rest, unique, role: str) -> dict:
+    name = unique(role.lower()[:4])
+    body = {"email": f"{name}@example.com", "username": name, "password": PASSWORD, "role": role}
+    assert (await rest.post("/api/users/register", json=body)).status_code == 200
+    grant = await rest.post("/api/users/login", data={"username": name, "password": PASSWORD})
+    assert grant.status_code == 200, grant.text
+    user = grant.json()
+    return {"id": user["user"]["id"], "headers": {"Authorization": f"Bearer {user['access_token']}"}}
+
+
+async def eventually(probe, accept, timeout: float = 20.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await probe()
+        if accept(result) or asyncio.get_running_loop().time() > deadline:
+            return result
+        await asyncio.sleep(0.2)
+
+
+async def test_a_master_order_is_copied_to_every_follower_once(stack, rest, unique):
+    master = await register_and_login(rest, unique, "MASTER")
+    strategies = [
+        {"copy_strategy": "FIXED_RATIO", "ratio": 1.0},  # the seed's body: the master's 5 shares
+        {"copy_strategy": "FIXED_QUANTITY", "fixed_quantity": 3},
+        {"copy_strategy": "PERCENTAGE", "percentage": 50},  # half of ₹10,000 at RELIANCE's price
+    ]
+    followers = []
+    for strategy in strategies:
+        follower = await register_and_login(rest, unique, "FOLLOWER")
+        app_key = unique("K")
+        linked = await rest.post(
+            "/api/broker/accounts",
+            json={"dialect": "XTS", "client_code": app_key, "app_key": app_key, "app_secret": "s3cret"},
+            headers=follower["headers"],
+        )
+        assert linked.status_code == 200, linked.text
+        assert linked.json()["account"]["status"] == "LINKED"
+        followed = await rest.post(
+            "/api/masters/follow", json={"master_id": int(master["id"]), **strategy}, headers=follower["headers"]
+        )
+        assert followed.status_code == 200, followed.text
+        followers.append(follower)
+
+    placed = await rest.post(
+        "/api/orders/place",
+        json={"symbol": "RELIANCE", "side": "BUY", "order_type": "MARKET", "quantity": 5},
+        headers=master["headers"],
+    )
+    assert placed.status_code == 200, placed.text
+    order_id = placed.json()["order"]["id"]
+
+    async def master_view():
+        return (await rest.get(f"/api/orders/{order_id}", headers=master["headers"])).json()
+
+    def all_submitted(view) -> bool:
+        copies = view.get("follower_orders", [])
+        return len(copies) == 3 and all(c["status"] not in ("PENDING", "") for c in copies)
+
+    view = await eventually(master_view, all_submitted)
+    copies = {c["user_id"]: c for c in view.get("follower_orders", [])}
+    assert set(copies) == {f["id"] for f in followers}, view
+    # ₹10,000 of capital at RELIANCE's ₹1,412.30: 5 shares fit, and 50% of it buys 3.
+    assert [copies[f["id"]]["quantity"] for f in followers] == ["5", "3", "3"], view
+    assert all(c["status"] == "SUBMITTED" and c["broker_order_id"] for c in copies.values()), view
+
+    # Each follower sees their own copy.
+    for follower in followers:
+        mine = await rest.get("/api/orders/my-orders", headers=follower["headers"])
+        assert [o["master_order_id"] for o in mine.json()["orders"]] == [order_id]
+
+    # The broker's ground truth: one order per follower account, none twice.
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{stack.settings.mock_iifl_port}") as mock:
+        inspection = (await mock.get("/_mock/inspect", params={"by_tag": "1"})).json()
+    assert inspection["totals"]["duplicates"] == 0
+    received = {tag: n for account in inspection["accounts"] for tag, n in account["orders"].get("by_tag", {}).items()}
+    assert all(received.get(copy["order_tag"]) == 1 for copy in copies.values()), (received, copies)

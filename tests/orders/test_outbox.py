@@ -1,0 +1,121 @@
+"""The durable hand-off: order and outbox row in one commit, then JetStream, exactly once."""
+
+import time
+
+from sqlalchemy import select, update
+
+from copytrade.core import jetstream
+from copytrade.events.v1 import events_pb2
+from services.orders.models import OutboxMessage
+from services.orders.server import OrdersProcess
+from services.orders.validation import new_order
+from tests.orders.test_place_order import request, wait_for_messages
+
+
+async def test_accepted_order_reaches_jetstream_with_its_message_id_at_once(orders_stub, js, new_user):
+    user_id, auth = new_user()
+    subject = jetstream.accepted_subject(user_id)
+    subscription = await js.subscribe(subject)
+    try:
+        placed = (
+            await orders_stub.PlaceOrder(
+                request(order_type="SL", price=2450.5, trigger_price=2449.9, product="MIS"), metadata=auth
+            )
+        ).order
+        started = time.monotonic()
+        message = await subscription.next_msg(timeout=2)
+        # Woken by the commit, not found by the 1 s poll.
+        assert time.monotonic() - started < 0.5
+    finally:
+        await subscription.unsubscribe()
+    assert message.headers["Nats-Msg-Id"] == f"order-{placed.id}"
+    event = events_pb2.OrderAccepted.FromString(message.data)
+    assert (event.order_id, event.master_user_id) == (placed.id, user_id)
+    assert (event.symbol, event.exchange, event.side, event.order_type, event.product) == (
+        "RELIANCE", "NSE", "BUY", "SL", "MIS",
+    )  # fmt: skip
+    assert (event.quantity, event.price, event.trigger_price) == (10, "2450.50", "2449.90")
+    assert event.accepted_at.endswith("Z") and len(event.accepted_at) == len("2026-04-01T09:15:00.123456Z")
+
+
+async def test_market_order_event_carries_no_limit_price(orders_stub, js, new_user):
+    user_id, auth = new_user()
+    placed = (await orders_stub.PlaceOrder(request(), metadata=auth)).order
+    subject = jetstream.accepted_subject(user_id)
+    await wait_for_messages(js, subject, 1)
+    stored = await js.get_last_msg(jetstream.ORDERS_STREAM, subject)
+    event = events_pb2.OrderAccepted.FromString(stored.data)
+    assert event.order_id == placed.id and event.price == "" and event.trigger_price == ""
+
+
+async def test_crash_between_commit_and_publish_is_sent_once_by_the_next_process(
+    base_settings, orders_process, js, new_user
+):
+    user_id, _ = new_user()
+    subject = jetstream.accepted_subject(user_id)
+    # A process that commits and dies before its publisher runs: the order and its row are stored.
+    crashed = OrdersProcess(base_settings)
+    try:
+        validated = new_order(request(), orders_process.instruments, None)
+        placed = await crashed.store.place(user_id, validated, replicate=True)
+    finally:
+        await crashed.close()
+    # The next process sends what is unsent when it starts.
+    restarted = OrdersProcess(base_settings)
+    await restarted.start_background()
+    try:
+        await wait_for_messages(js, subject, 1)
+        # It published, then "crashed" before marking the row sent: the row goes out again.
+        async with restarted.sessions() as session, session.begin():
+            await session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.message_id == f"order-{placed.order.id}")
+                .values(sent_at=None)
+            )
+        restarted.publisher.wake()
+        await wait_until_sent(restarted, placed.order.id)
+    finally:
+        await restarted.close()
+    # JetStream dropped the repeat by its Nats-Msg-Id: one message for the order, ever.
+    await wait_for_messages(js, subject, 1)
+    stored = await js.get_last_msg(jetstream.ORDERS_STREAM, subject)
+    assert stored.headers["Nats-Msg-Id"] == f"order-{placed.order.id}"
+
+
+async def wait_until_sent(process, order_id: int, timeout: float = 5.0) -> None:
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        async with process.sessions() as session:
+            sent_at = await session.scalar(
+                select(OutboxMessage.sent_at).where(OutboxMessage.message_id == f"order-{order_id}")
+            )
+        if sent_at is not None:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"outbox row of order {order_id} not sent within {timeout} s")
+
+
+async def test_sent_rows_are_pruned_after_a_day(orders_process):
+    from datetime import timedelta
+
+    from sqlalchemy import func, insert
+
+    def sent(ago: timedelta) -> dict:
+        when = func.now() - ago
+        return {"subject": "orders.accepted.0", "message_id": "pruned", "payload": b"", "created_at": when,
+                "sent_at": when}  # fmt: skip
+
+    async with orders_process.sessions() as session, session.begin():
+        old, recent = (
+            await session.scalars(
+                insert(OutboxMessage)
+                .values([sent(timedelta(days=2)), sent(timedelta(hours=3))])
+                .returning(OutboxMessage.id)
+            )
+        ).all()
+    await orders_process.publisher.prune()
+    async with orders_process.sessions() as session:
+        left = set(await session.scalars(select(OutboxMessage.id).where(OutboxMessage.id.in_([old, recent]))))
+    assert left == {recent}
