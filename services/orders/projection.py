@@ -18,7 +18,6 @@ import contextlib
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
-import nats.errors
 import structlog
 from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
@@ -167,7 +166,7 @@ class UpdatesProjection:
         while True:
             try:
                 messages = await subscription.fetch(BATCH, timeout=1)
-            except nats.errors.TimeoutError:
+            except TimeoutError:  # nats-py raises its own subclass or the builtin one: nothing came
                 continue
             except Exception:  # NATS away: the consumer resumes where it was
                 log.warning("fetching order updates failed; retrying", exc_info=True)
