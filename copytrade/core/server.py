@@ -59,6 +59,8 @@ class GrpcService:
         self._unlisted: set[str] = set()
         self._reflect_also = list(reflect_also)
         self.port: int | None = None
+        # Called when shutdown starts, before the drain: long-lived streams say goodbye while they can.
+        self.on_stop: list[Callable[[], None]] = []
 
     def add(
         self,
@@ -95,6 +97,8 @@ class GrpcService:
         drain = self.settings.shutdown_drain_seconds if drain_seconds is None else drain_seconds
         grace = self.settings.shutdown_grace_seconds if grace_seconds is None else grace_seconds
         await self._health.enter_graceful_shutdown()
+        for hook in self.on_stop:
+            hook()
         if drain:
             await asyncio.sleep(drain)
         await self._server.stop(grace)

@@ -144,9 +144,10 @@ class UpdatesProjection:
         self._sessions = sessions
         self._js = js
         self._task: asyncio.Task[None] | None = None
+        self._subscription: JetStreamContext.PullSubscription | None = None
 
     async def start(self) -> None:
-        subscription = await self._js.pull_subscribe(
+        self._subscription = subscription = await self._js.pull_subscribe(
             "orders.updates.*",
             durable=DURABLE,
             stream=ORDER_UPDATES_STREAM,
@@ -161,6 +162,12 @@ class UpdatesProjection:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
+        if self._subscription is not None:
+            # A pull cancelled mid-fetch leaves the subscription waiting: without this, the
+            # connection's drain would wait its full timeout (30 s) for it at every shutdown.
+            with contextlib.suppress(Exception):
+                await self._subscription.unsubscribe()
+            self._subscription = None
 
     async def _run(self, subscription: JetStreamContext.PullSubscription) -> None:
         while True:

@@ -1,7 +1,7 @@
 """The orders service's process: placing orders, their durable hand-off to JetStream, reading them.
 
-OrderService's remaining RPCs (GetReplicationReport, CancelOrder, WatchOrders) come with the
-replication pipeline; until then they answer UNIMPLEMENTED (never INTERNAL) behind the same checks.
+OrderService's RPCs that are not built yet answer UNIMPLEMENTED (never INTERNAL) behind the same
+checks.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from services.orders.outbox import OutboxPublisher
 from services.orders.projection import UpdatesProjection
 from services.orders.servicer import OrderServicer
 from services.orders.store import OrderStore
+from services.orders.watch import OrderWatch
 
 _ORDERS = orders_pb2.DESCRIPTOR.services_by_name["OrderService"]
 
@@ -41,7 +42,10 @@ class OrdersProcess:
         self.publisher: OutboxPublisher | None = None
         self.projection: UpdatesProjection | None = None
         self.grpc = GrpcService(settings, "orders", is_revoked=revocation_check(self.redis))
-        servicer = OrderServicer(self.store, self.instruments, self._wake_publisher)
+        self.watch = OrderWatch(self.sessions)
+        # Streams end with SERVER_DRAINING as soon as shutdown starts, while Envoy moves traffic away.
+        self.grpc.on_stop.append(self.watch.drain)
+        servicer = OrderServicer(self.store, self.instruments, self._wake_publisher, self.watch)
         self.grpc.add(orders_pb2_grpc.add_OrderServiceServicer_to_server, servicer, _ORDERS)
 
     def _wake_publisher(self) -> None:
@@ -51,6 +55,7 @@ class OrdersProcess:
     async def start_background(self) -> None:
         """Connect to NATS, make sure the streams exist, start the publisher and the projection."""
         self.nats = await jetstream.connect(self.settings, "orders")
+        self.watch.attach(self.nats)
         js = self.nats.jetstream()
         await jetstream.ensure_streams(js)
         self.publisher = OutboxPublisher(self.sessions, js)

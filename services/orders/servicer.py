@@ -17,13 +17,14 @@ from datetime import datetime
 
 import grpc
 
-from copytrade.core.errors import InvalidArgument, NotFound, PermissionDenied
+from copytrade.core.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from copytrade.core.interceptor import caller, metadata_value
 from copytrade.instruments import ContractMaster, platform_symbol
 from copytrade.orders.v1 import orders_pb2, orders_pb2_grpc
-from services.orders import validation
+from services.orders import reports, validation
 from services.orders.models import Order
 from services.orders.store import OrderStore, decimal_text, rfc3339
+from services.orders.watch import OrderWatch
 
 STATUSES = (
     "PENDING", "SUBMITTED", "OPEN", "PARTIALLY_FILLED", "EXECUTED", "REJECTED", "CANCELLED", "FAILED", "SKIPPED",
@@ -64,11 +65,24 @@ def order_message(order: Order) -> orders_pb2.Order:
 
 
 class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
-    def __init__(self, store: OrderStore, instruments: ContractMaster, on_commit: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        store: OrderStore,
+        instruments: ContractMaster,
+        on_commit: Callable[[], None],
+        watch: OrderWatch | None = None,
+    ) -> None:
         self._store = store
         self._instruments = instruments
         # Wakes the outbox publisher, so an accepted order reaches JetStream without a poll's delay.
         self._on_commit = on_commit
+        self._watch = watch
+
+    async def WatchOrders(self, request: orders_pb2.WatchOrdersRequest, context: grpc.aio.ServicerContext):
+        if self._watch is None:
+            raise NotImplementedError
+        async for event in self._watch.stream(caller(), request, context):
+            yield event
 
     async def PlaceOrder(self, request: orders_pb2.PlaceOrderRequest, context: grpc.aio.ServicerContext):
         principal = caller()
@@ -134,21 +148,47 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
         principal = caller()
         since = _moment(request.since, "since")
         until = _moment(request.until, "until")
-        stats = await self._store.stats(principal.user_id, since=since, until=until)
+        stats = await reports.order_stats(self._store.sessions, principal.user_id, since=since, until=until)
         return orders_pb2.GetOrderStatsResponse(
             total_orders=sum(stats.by_status.values()),
             orders_by_status=stats.by_status,
             replicated_orders=stats.replicated,
-            replication_success_percent=(
-                f"{stats.accepted * 100 / stats.attempted:.2f}" if stats.attempted else ""
-            ),
-            replication_latency_p50_ms=_latency(stats.latency_p50),
-            replication_latency_p95_ms=_latency(stats.latency_p95),
+            replication_success_percent=stats.success_percent,
+            replication_latency_p50_ms=stats.latency_p50_ms,
+            replication_latency_p95_ms=stats.latency_p95_ms,
         )
 
-
-def _latency(value) -> str:
-    return "" if value is None else f"{value:.1f}"
+    async def GetReplicationReport(
+        self, request: orders_pb2.GetReplicationReportRequest, context: grpc.aio.ServicerContext
+    ):
+        principal = caller()
+        if request.order_id <= 0:
+            raise InvalidArgument("is required", field="order_id")
+        size = _page_size(request.page_size, DEFAULT_FOLLOWER_PAGE_SIZE, MAX_FOLLOWER_PAGE_SIZE, "page_size")
+        outcome = (
+            validation.choice(request.outcome, reports.OUTCOMES, "outcome")
+            if request.outcome.strip()
+            else None
+        )
+        scope = _filters_digest(request.order_id, outcome)
+        after = _decode_token(request.page_token, "page_token", scope, 2)
+        # Someone else's order answers exactly like a missing one, as in GetOrder.
+        order = await self._store.owned(principal.user_id, request.order_id)
+        if order is None:
+            raise NotFound(f"order {request.order_id} not found")
+        if not order.is_master_order:
+            raise FailedPrecondition("is a follower order; only a master's order has a replication report",
+                                     field="order_id")  # fmt: skip
+        async with self._store.sessions() as session:
+            summary = await reports.summary(session, order.id)
+            rows = await reports.followers(session, order.id, limit=size + 1, after=after, outcome=outcome)
+        page = rows[:size]
+        token = (
+            _encode_token((page[-1].follower_id, page[-1].follower_order_id), scope)
+            if len(rows) > size
+            else ""
+        )
+        return orders_pb2.GetReplicationReportResponse(summary=summary, followers=page, next_page_token=token)
 
 
 def _page_size(value: int, default: int, maximum: int, field: str) -> int:

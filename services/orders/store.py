@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import and_, func, or_, select, tuple_, update
+from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -21,25 +21,12 @@ from services.orders.models import Order, OutboxMessage
 from services.orders.validation import NewOrder
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
-# Follower orders the broker accepted, whatever happened to them afterwards.
-BROKER_ACCEPTED = ("OPEN", "PARTIALLY_FILLED", "EXECUTED")
-NOT_ATTEMPTED = ("SKIPPED", "PENDING")
 
 
 @dataclass(frozen=True, slots=True)
 class Placed:
     order: Order
     replay: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Stats:
-    by_status: dict[str, int]
-    replicated: int
-    attempted: int
-    accepted: int
-    latency_p50: Decimal | None
-    latency_p95: Decimal | None
 
 
 def rfc3339(moment: datetime, timespec: str = "milliseconds") -> str:
@@ -77,6 +64,11 @@ def accepted_event(order: Order) -> events_pb2.OrderAccepted:
 class OrderStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
+
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession]:
+        """For read-only queries kept in their own modules (services/orders/reports.py)."""
+        return self._sessions
 
     async def place(self, user_id: int, new: NewOrder, *, replicate: bool) -> Placed:
         """Store the order (and, when `replicate`, its OrderAccepted in the outbox), or return the
@@ -178,47 +170,3 @@ class OrderStore:
             query = query.where(tuple_(Order.user_id, Order.id) > tuple_(*after))
         async with self._sessions() as session:
             return list(await session.scalars(query.order_by(Order.user_id, Order.id).limit(limit)))
-
-    async def stats(self, user_id: int, *, since: datetime | None, until: datetime | None) -> Stats:
-        window = []
-        if since is not None:
-            window.append(Order.created_at >= since)
-        if until is not None:
-            window.append(Order.created_at < until)
-        async with self._sessions() as session:
-            rows = await session.execute(
-                select(Order.status, func.count())
-                .where(Order.user_id == user_id, *window)
-                .group_by(Order.status)
-            )
-            by_status = {status: count for status, count in rows}
-            # A master's replication is the follower orders copied from their orders; a follower's is
-            # the follower orders in their own account.
-            replicated = and_(
-                Order.is_master_order.is_(False),
-                or_(Order.master_user_id == user_id, Order.user_id == user_id),
-                *window,
-            )
-            latency = Order.replication_latency_ms
-            figures = (
-                await session.execute(
-                    select(
-                        func.count(),
-                        func.count().filter(Order.status.not_in(NOT_ATTEMPTED)),
-                        func.count().filter(
-                            or_(Order.status.in_(BROKER_ACCEPTED), Order.broker_order_id != "")
-                        ),
-                        func.percentile_cont(0.5).within_group(latency),
-                        func.percentile_cont(0.95).within_group(latency),
-                    ).where(replicated)
-                )
-            ).one()
-        replicated_count, attempted, accepted, p50, p95 = figures
-        return Stats(
-            by_status=by_status,
-            replicated=replicated_count,
-            attempted=attempted,
-            accepted=accepted,
-            latency_p50=None if p50 is None else Decimal(str(p50)),
-            latency_p95=None if p95 is None else Decimal(str(p95)),
-        )

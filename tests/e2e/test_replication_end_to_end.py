@@ -3,6 +3,7 @@ master places an order, and each follower's sized copy lands once in their own a
 (mock) broker, visible in the master's order and each follower's history."""
 
 import asyncio
+from decimal import Decimal
 
 import httpx
 import pytest
@@ -75,6 +76,27 @@ async def test_a_master_order_is_copied_to_every_follower_once(stack, rest, uniq
     # ₹10,000 of capital at RELIANCE's ₹1,412.30: 5 shares fit, and 50% of it buys 3.
     assert [copies[f["id"]]["quantity"] for f in followers] == ["5", "3", "3"], view
     assert all(c["status"] == "SUBMITTED" and c["broker_order_id"] for c in copies.values()), view
+
+    # The master's replication report and statistics agree with the copies' own latencies.
+    answer = await rest.get(f"/api/orders/{order_id}/replication", headers=master["headers"])
+    assert answer.status_code == 200, answer.text
+    report = answer.json()
+    summary = report["summary"]
+    assert (summary["followers_targeted"], summary["placed"], summary.get("pending", "0")) == ("3", "3", "0")
+    assert summary["complete"] is True
+    latencies = sorted(Decimal(c["replication_latency_ms"]) for c in copies.values())
+    assert [Decimal(summary["first_follower_latency_ms"]), Decimal(summary["last_follower_latency_ms"])] == [
+        latencies[0], latencies[-1],
+    ]  # fmt: skip
+    assert [f["follower_id"] for f in report["followers"]] == sorted(f["id"] for f in followers)
+    assert {f["outcome"] for f in report["followers"]} == {"PLACED"}
+    stats = (await rest.get("/api/orders/stats/summary", headers=master["headers"])).json()
+    assert (stats["replicated_orders"], stats["replication_success_percent"]) == ("3", "100.00"), stats
+    assert Decimal(stats["replication_latency_p50_ms"]) == latencies[1], stats
+    assert latencies[1] <= Decimal(stats["replication_latency_p95_ms"]) <= latencies[2], stats
+    # Nobody else learns that the order exists.
+    other = await rest.get(f"/api/orders/{order_id}/replication", headers=followers[0]["headers"])
+    assert other.status_code == 404, other.text
 
     # Each follower sees their own copy.
     for follower in followers:

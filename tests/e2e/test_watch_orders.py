@@ -1,0 +1,94 @@
+"""WatchOrders through Envoy: server-sent events for REST clients, a native gRPC stream for tools."""
+
+import asyncio
+import json
+
+import grpc
+import pytest
+
+from copytrade.orders.v1 import orders_pb2, orders_pb2_grpc
+from tests.e2e.test_replication_end_to_end import register_and_login
+
+pytestmark = pytest.mark.e2e
+# Long enough for the streams to subscribe before the order is placed: nothing is sent until then.
+SUBSCRIBE_SECONDS = 0.5
+
+
+async def sse_events(response):
+    async for line in response.aiter_lines():
+        if line.startswith("data:"):
+            yield json.loads(line.removeprefix("data:"))
+
+
+async def test_watch_streams_the_copies_as_sse_and_grpc(stack, rest, unique):
+    master = await register_and_login(rest, unique, "MASTER")
+    follower = await register_and_login(rest, unique, "FOLLOWER")
+    app_key = unique("K")
+    linked = await rest.post(
+        "/api/broker/accounts",
+        json={"dialect": "XTS", "client_code": app_key, "app_key": app_key, "app_secret": "s3cret"},
+        headers=follower["headers"],
+    )
+    assert linked.status_code == 200, linked.text
+    followed = await rest.post(
+        "/api/masters/follow",
+        json={"master_id": int(master["id"]), "copy_strategy": "FIXED_QUANTITY", "fixed_quantity": 2},
+        headers=follower["headers"],
+    )
+    assert followed.status_code == 200, followed.text
+
+    async def place() -> str:
+        await asyncio.sleep(SUBSCRIBE_SECONDS)
+        placed = await rest.post(
+            "/api/orders/place",
+            json={"symbol": "RELIANCE", "side": "BUY", "order_type": "MARKET", "quantity": 5},
+            headers=master["headers"],
+        )
+        assert placed.status_code == 200, placed.text
+        return placed.json()["order"]["id"]
+
+    async def follower_over_grpc() -> orders_pb2.OrderStatusChange:
+        async with grpc.aio.insecure_channel(stack.envoy_target) as channel:
+            call = orders_pb2_grpc.OrderServiceStub(channel).WatchOrders(
+                orders_pb2.WatchOrdersRequest(),
+                metadata=(("authorization", follower["headers"]["Authorization"]),),
+            )
+            try:
+                async for event in call:
+                    if event.HasField("order_update"):
+                        return event.order_update
+            finally:
+                call.cancel()
+        raise AssertionError("the follower's stream ended without an update")
+
+    follower_watch = asyncio.create_task(follower_over_grpc())
+    placing = asyncio.create_task(place())
+    updates, summary = [], None
+    async with rest.stream(
+        "GET", "/api/orders/watch", params={"include_follower_orders": "true"}, headers=master["headers"]
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        async with asyncio.timeout(20):
+            async for event in sse_events(response):
+                if "order_update" in event:
+                    updates.append(event["order_update"]["order"])
+                    assert event["cursor"]
+                if "replication_summary" in event and event["replication_summary"].get("complete"):
+                    summary = event["replication_summary"]
+                    break
+    order_id = await placing
+    assert summary["master_order_id"] == order_id
+    assert (summary["followers_targeted"], summary["placed"]) == ("1", "1"), summary
+    assert {(u["user_id"], u["master_order_id"]) for u in updates} == {(follower["id"], order_id)}
+
+    copy = await asyncio.wait_for(follower_watch, 20)
+    assert copy.order.master_order_id == int(order_id)
+    assert copy.order.user_id == int(follower["id"])
+
+
+async def test_a_bad_watch_request_is_a_400_naming_the_field(stack, rest, unique):
+    user = await register_and_login(rest, unique, "FOLLOWER")
+    answer = await rest.get("/api/orders/watch", params={"heartbeat_seconds": 3}, headers=user["headers"])
+    assert answer.status_code == 400, answer.text
+    assert "heartbeat_seconds" in answer.text
