@@ -2,8 +2,10 @@
 
 import asyncio
 import json
+import struct
 
 import grpc
+import httpx
 import pytest
 
 from copytrade.orders.v1 import orders_pb2, orders_pb2_grpc
@@ -92,3 +94,31 @@ async def test_a_bad_watch_request_is_a_400_naming_the_field(stack, rest, unique
     answer = await rest.get("/api/orders/watch", params={"heartbeat_seconds": 3}, headers=user["headers"])
     assert answer.status_code == 400, answer.text
     assert "heartbeat_seconds" in answer.text
+
+
+async def test_watch_over_grpc_web_through_envoy(stack, rest, unique):
+    """A browser's gRPC-Web stream: data frames as events arrive, then the end event and trailers."""
+    user = await register_and_login(rest, unique, "FOLLOWER")
+    payload = orders_pb2.WatchOrdersRequest(heartbeat_seconds=5).SerializeToString()
+    frame = b"\x00" + struct.pack(">I", len(payload)) + payload
+    headers = {
+        "content-type": "application/grpc-web+proto",
+        "x-grpc-web": "1",
+        # The deadline ends the stream: the server says so with an explicit end event first.
+        "grpc-timeout": "3S",
+        "authorization": user["headers"]["Authorization"],
+    }
+    async with httpx.AsyncClient(base_url=stack.envoy_url, timeout=20) as client:
+        response = await client.post("/copytrade.orders.v1.OrderService/WatchOrders", content=frame, headers=headers)
+    assert response.status_code == 200, response.text
+    body, events, trailers = response.content, [], b""
+    while body:
+        flag, length = body[0], struct.unpack(">I", body[1:5])[0]
+        chunk, body = body[5 : 5 + length], body[5 + length :]
+        if flag & 0x80:
+            trailers = chunk
+        else:
+            events.append(orders_pb2.WatchOrdersResponse.FromString(chunk))
+    assert events and events[-1].HasField("end"), events
+    assert events[-1].end.reason
+    assert b"grpc-status:0" in trailers
