@@ -6,6 +6,7 @@ not route it either; this check is the second wall.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from collections.abc import AsyncIterator
@@ -42,6 +43,8 @@ from services.broker_gateway.sessions import Ready, Refusal, Resolution, Session
 
 Outcome = broker_pb2.PlacementOutcome
 ERROR_DOMAIN = "broker.copytrade"
+FUNDS_DEADLINE_SECONDS = 2.0  # each account's funds read in BatchGetFunds
+MAX_FUNDS_ACCOUNTS = 1_000  # BatchGetFunds' limit, as documented in broker.proto
 
 
 def _require_service_caller() -> None:
@@ -221,6 +224,44 @@ class BrokerGatewayServicer(broker_pb2_grpc.BrokerGatewayServiceServicer):
         return broker_pb2.BatchGetLinkedAccountsResponse(
             accounts=[account_message(row, self._settings) for row in rows]
         )
+
+    async def BatchGetFunds(self, request: broker_pb2.BatchGetFundsRequest, context: grpc.aio.ServicerContext):
+        _require_service_caller()
+        if not request.account_ids:
+            raise InvalidArgument("at least one account id is required", field="account_ids")
+        if len(request.account_ids) > MAX_FUNDS_ACCOUNTS:
+            raise InvalidArgument(f"at most {MAX_FUNDS_ACCOUNTS} account ids", field="account_ids")
+        resolved = await self._sessions.resolve(request.account_ids)
+        funds = await asyncio.gather(
+            *(self._funds_of(account_id, target) for account_id, target in resolved.items())
+        )
+        return broker_pb2.BatchGetFundsResponse(funds=funds)
+
+    async def _funds_of(self, account_id: int, target: Resolution) -> broker_pb2.AccountFunds:
+        """One account's funds, or why they could not be read; never raises."""
+        if isinstance(target, Refusal):
+            return broker_pb2.AccountFunds(
+                account_id=account_id, found=False, error_code=target.code, reason=target.reason
+            )
+        try:
+            # The read's own deadline, and a hard bound over it for a session being opened again.
+            async with asyncio.timeout(FUNDS_DEADLINE_SECONDS + 0.5):
+                funds = await target.client.funds(deadline=time.monotonic() + FUNDS_DEADLINE_SECONDS)
+        except TimeoutError:
+            return broker_pb2.AccountFunds(
+                account_id=account_id, found=False, error_code="BROKER_TIMEOUT", reason="the broker did not answer in time"
+            )
+        except NeedsRelogin as exc:
+            return broker_pb2.AccountFunds(
+                account_id=account_id, found=False, error_code="NEEDS_RELOGIN", reason=str(exc)
+            )
+        except BrokerError as exc:
+            return broker_pb2.AccountFunds(account_id=account_id, found=False, error_code=exc.code, reason=str(exc))
+        except Exception as exc:  # noqa: BLE001 - one account's failure must not fail the batch
+            return broker_pb2.AccountFunds(
+                account_id=account_id, found=False, error_code="BROKER_UNAVAILABLE", reason=repr(exc)
+            )
+        return broker_pb2.AccountFunds(account_id=account_id, found=True, available=format(funds.available, "f"))
 
     async def _client(self, account_id: int):
         if account_id <= 0:

@@ -6,6 +6,7 @@ The mock's inspection endpoint is the ground truth: what each account really rec
 
 import asyncio
 import random
+from decimal import Decimal
 
 import grpc
 import pytest
@@ -383,3 +384,23 @@ async def test_reads_of_an_account_needing_relogin_fail_with_the_reason(gateway,
         await fanout_stub.ListOrders(broker_pb2.ListOrdersRequest(account_id=account.id), metadata=as_service)
     assert raised.value.code() == Code.FAILED_PRECONDITION
     assert b"NEEDS_RELOGIN" in dict(raised.value.trailing_metadata())["grpc-status-details-bin"]
+
+
+async def test_batch_get_funds_reads_each_broker_and_says_why_not(gateway, accounts_stub, fanout_stub, as_service, mock, unique):
+    _, _, account = await link_v1(gateway, accounts_stub, mock, unique)
+    await mock.control("PATCH", f"accounts/iifl_v1/{account.client_code}", {"funds": "25000.50"})
+    unlinked = 987_654_321
+    reply = await fanout_stub.BatchGetFunds(
+        broker_pb2.BatchGetFundsRequest(account_ids=[account.id, unlinked]), metadata=as_service
+    )
+    funds = {f.account_id: f for f in reply.funds}
+    assert funds[account.id].found and Decimal(funds[account.id].available) == Decimal("25000.50")
+    assert not funds[unlinked].found and not funds[unlinked].available
+    assert funds[unlinked].error_code == "ACCOUNT_NOT_LINKED" and funds[unlinked].reason
+
+
+async def test_batch_get_funds_is_for_platform_services_only(gateway, accounts_stub, fanout_stub, mock, unique):
+    _, token, account = await link_v1(gateway, accounts_stub, mock, unique)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await fanout_stub.BatchGetFunds(broker_pb2.BatchGetFundsRequest(account_ids=[account.id]), metadata=auth(token))
+    assert raised.value.code() == Code.PERMISSION_DENIED

@@ -463,3 +463,35 @@ async def test_a_master_without_followers_is_acknowledged_with_nothing_placed(en
             )
         ).scalar_one()
     assert state == "DONE"
+
+
+async def test_percentage_sizes_by_the_broker_funds_of_a_linked_account(
+    gateway, mock, engine, js, pipelines, unique, auth_stub, replicator_settings
+):
+    master, order_id = new_id(), new_id()
+    follower = (await register(auth_stub, unique, role="FOLLOWER")).id
+    async with engine.begin() as conn:
+        await conn.execute(text("UPDATE auth.users SET balance = 100000.00 WHERE id = :id"), {"id": follower})
+    client = unique("F")
+    code = (await mock.control("POST", "v1/authcode", {"client_id": client, "app_secret": "v1secret"}))["auth_code"]
+    await mock.control("PATCH", f"accounts/iifl_v1/{client}", {"funds": "20000.00"})
+    token, _ = issue_access_token(gateway.settings, follower, "FOLLOWER")
+    reply = await broker_pb2_grpc.BrokerAccountServiceStub(gateway.channel).LinkAccount(
+        broker_pb2.LinkAccountRequest(
+            dialect="IIFL_CAPITAL_V1", client_code=client, app_key=f"key{client}", app_secret="v1secret", auth_code=code
+        ),
+        metadata=metadata_for(token),
+    )
+    assert reply.account.status == "LINKED"
+    await subscribe(engine, master, follower, "PERCENTAGE", percentage="50")
+    directory = UserDirectory(replicator_settings)
+    try:
+        await pipelines(master, capital=directory_capital(directory))
+        await publish_order(js, order_id, master, quantity=1)
+        await wait_acked(js, pipelines.durable)
+    finally:
+        await directory.close()
+
+    rows = await follower_orders(engine, order_id)
+    # 50% of the broker's ₹20,000 at ₹1,412.30 is 7 units (the stored ₹1,00,000 would give 35).
+    assert (rows[follower]["status"], rows[follower]["quantity"]) == ("SUBMITTED", 7)

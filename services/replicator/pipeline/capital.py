@@ -1,9 +1,11 @@
 """A follower's trading capital, which PERCENTAGE sizing takes its share of.
 
-The broker gateway has no funds RPC (broker.v1 has no limits/margin call), so capital is the
-platform balance each user has in the auth service (UserDirectoryService.BatchGetUsers), and the
-seed's ₹10,000 for a user the directory does not return. When a funds RPC lands, it replaces this
-for linked accounts. A directory that cannot be reached fails the master order's planning, which is
+For a follower with a linked account, capital is the funds the broker reports (the replication
+asks BrokerGatewayService.BatchGetFunds, and only when a follower sizes by PERCENTAGE). Here is
+the fallback, used when the broker cannot say (a lapsed session, a broker that is down, XTS against
+the mock): the platform balance each user has in the auth service
+(UserDirectoryService.BatchGetUsers), and the seed's ₹10,000 for a user the directory does not
+return. A directory that cannot be reached fails the master order's planning, which is
 retried on redelivery: sizing on a guessed capital could place a copy far larger than intended.
 """
 

@@ -25,7 +25,7 @@ from copytrade.events.v1 import events_pb2
 from copytrade.instruments import ContractMaster
 from services.replicator.pipeline import sizing, updates
 from services.replicator.pipeline.capital import DEFAULT_CAPITAL, Capital, default_capital
-from services.replicator.pipeline.followers import LoadFollowers
+from services.replicator.pipeline.followers import Follower, LoadFollowers
 from services.replicator.pipeline.store import (
     FAILED,
     PENDING,
@@ -42,7 +42,7 @@ from services.replicator.pipeline.store import (
 log = get_logger(__name__)
 Outcome = broker_pb2.PlacementOutcome
 
-ACCOUNT_BATCH = 1_000  # BatchGetLinkedAccounts' limit
+ACCOUNT_BATCH = 1_000  # BatchGetLinkedAccounts' and BatchGetFunds' limit
 # A master order first seen later than this is not copied (SKIPPED, STALE_ORDER): a copy placed
 # minutes after the master's trade, at another price, is not the trade the follower signed up for.
 # A fan-out already started is always finished, however late.
@@ -174,6 +174,7 @@ class Replication:
         ids = [f.follower_id for f in followers]
         accounts = await self._accounts(ids)
         capital = await self.capital(ids)
+        capital.update(await self._broker_funds(followers, accounts))
         order = sizing.MasterOrder(
             side=event.side,
             order_type=event.order_type,
@@ -250,6 +251,35 @@ class Replication:
                 timeout=LOOKUP_TIMEOUT_SECONDS,
             )
             found.update({account.user_id: account.id for account in reply.accounts})
+        return found
+
+    async def _broker_funds(self, followers: list[Follower], accounts: dict[int, int]) -> dict[int, Decimal]:
+        """follower id -> the funds their broker reports, for PERCENTAGE followers with a linked
+        account whose broker could say; the others keep the stored balance. No call at all when no
+        follower sizes by PERCENTAGE."""
+        by_account = {
+            accounts[f.follower_id]: f.follower_id
+            for f in followers
+            if f.strategy.kind == sizing.PERCENTAGE and f.follower_id in accounts
+        }
+        account_ids = list(by_account)
+        found: dict[int, Decimal] = {}
+        for start in range(0, len(account_ids), ACCOUNT_BATCH):
+            reply = await self.gateway.BatchGetFunds(
+                broker_pb2.BatchGetFundsRequest(account_ids=account_ids[start : start + ACCOUNT_BATCH]),
+                metadata=self._auth(),
+                timeout=LOOKUP_TIMEOUT_SECONDS,
+            )
+            for funds in reply.funds:
+                follower_id = by_account.get(funds.account_id)
+                if follower_id is None or not funds.found:
+                    continue
+                try:
+                    available = Decimal(funds.available)
+                except ArithmeticError:
+                    continue
+                if available.is_finite():
+                    found[follower_id] = available
         return found
 
     async def _execute(
