@@ -7,9 +7,8 @@ import httpx
 import pytest
 
 from stack import LocalStack, free_port_env
+from tests.e2e.flows import PASSWORD
 from tests.support.backing import scratch_dir
-
-PASSWORD = "Password123!"
 
 
 # Package scope: the stack stops when the end-to-end tests are done. Its replicator consumes every

@@ -8,20 +8,9 @@ from decimal import Decimal
 import httpx
 import pytest
 
+from tests.e2e.flows import link_and_follow, register_and_login
+
 pytestmark = pytest.mark.e2e
-PASSWORD = "Password123!"
-
-
-async def register_and_login(rest, unique, role: str) -> dict:
-    name = unique(role.lower()[:4])
-    body = {"email": f"{name}@example.com", "username": name, "password": PASSWORD, "role": role}
-    assert (await rest.post("/api/users/register", json=body)).status_code == 200
-    grant = await rest.post("/api/users/login", data={"username": name, "password": PASSWORD})
-    assert grant.status_code == 200, grant.text
-    user = grant.json()
-    return {"id": user["user"]["id"], "headers": {"Authorization": f"Bearer {user['access_token']}"}}
-
-
 async def eventually(probe, accept, timeout: float = 20.0):
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
@@ -41,18 +30,7 @@ async def test_a_master_order_is_copied_to_every_follower_once(stack, rest, uniq
     followers = []
     for strategy in strategies:
         follower = await register_and_login(rest, unique, "FOLLOWER")
-        app_key = unique("K")
-        linked = await rest.post(
-            "/api/broker/accounts",
-            json={"dialect": "XTS", "client_code": app_key, "app_key": app_key, "app_secret": "s3cret"},
-            headers=follower["headers"],
-        )
-        assert linked.status_code == 200, linked.text
-        assert linked.json()["account"]["status"] == "LINKED"
-        followed = await rest.post(
-            "/api/masters/follow", json={"master_id": int(master["id"]), **strategy}, headers=follower["headers"]
-        )
-        assert followed.status_code == 200, followed.text
+        await link_and_follow(rest, unique, follower, master, strategy)
         followers.append(follower)
 
     placed = await rest.post(

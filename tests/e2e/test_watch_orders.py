@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from copytrade.orders.v1 import orders_pb2, orders_pb2_grpc
-from tests.e2e.test_replication_end_to_end import register_and_login
+from tests.e2e.flows import link_and_follow, register_and_login
 
 pytestmark = pytest.mark.e2e
 # Long enough for the streams to subscribe before the order is placed: nothing is sent until then.
@@ -25,19 +25,9 @@ async def sse_events(response):
 async def test_watch_streams_the_copies_as_sse_and_grpc(stack, rest, unique):
     master = await register_and_login(rest, unique, "MASTER")
     follower = await register_and_login(rest, unique, "FOLLOWER")
-    app_key = unique("K")
-    linked = await rest.post(
-        "/api/broker/accounts",
-        json={"dialect": "XTS", "client_code": app_key, "app_key": app_key, "app_secret": "s3cret"},
-        headers=follower["headers"],
+    await link_and_follow(
+        rest, unique, follower, master, {"copy_strategy": "FIXED_QUANTITY", "fixed_quantity": 2}
     )
-    assert linked.status_code == 200, linked.text
-    followed = await rest.post(
-        "/api/masters/follow",
-        json={"master_id": int(master["id"]), "copy_strategy": "FIXED_QUANTITY", "fixed_quantity": 2},
-        headers=follower["headers"],
-    )
-    assert followed.status_code == 200, followed.text
 
     async def place() -> str:
         await asyncio.sleep(SUBSCRIBE_SECONDS)

@@ -1,0 +1,30 @@
+"""Steps a user takes through Envoy, shared by the end-to-end tests of the copy-trading path."""
+
+PASSWORD = "Password123!"
+
+
+async def register_and_login(rest, unique, role: str) -> dict:
+    """A new user of `role`: their id and the headers that carry their access token."""
+    name = unique(role.lower()[:4])
+    body = {"email": f"{name}@example.com", "username": name, "password": PASSWORD, "role": role}
+    assert (await rest.post("/api/users/register", json=body)).status_code == 200
+    grant = await rest.post("/api/users/login", data={"username": name, "password": PASSWORD})
+    assert grant.status_code == 200, grant.text
+    user = grant.json()
+    return {"id": user["user"]["id"], "headers": {"Authorization": f"Bearer {user['access_token']}"}}
+
+
+async def link_and_follow(rest, unique, follower: dict, master: dict, strategy: dict) -> None:
+    """The follower links an XTS account (the mock logs it in) and follows the master."""
+    app_key = unique("K")
+    linked = await rest.post(
+        "/api/broker/accounts",
+        json={"dialect": "XTS", "client_code": app_key, "app_key": app_key, "app_secret": "s3cret"},
+        headers=follower["headers"],
+    )
+    assert linked.status_code == 200, linked.text
+    assert linked.json()["account"]["status"] == "LINKED"
+    followed = await rest.post(
+        "/api/masters/follow", json={"master_id": int(master["id"]), **strategy}, headers=follower["headers"]
+    )
+    assert followed.status_code == 200, followed.text
