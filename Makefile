@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install gen start test lint clean bench-gateway
+.PHONY: install gen start test lint clean bench bench-quick bench-gateway
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,14 @@ lint: install
 
 clean:
 	rm -rf build .pytest_cache
+
+## bench: the whole pipeline, N = 10 to 5,000 followers, REST and gRPC, vs the bare limit (table, JSON, PNG)
+bench: install
+	$(PY) -m bench.pipeline
+
+## bench-quick: the same, small (N = 10 and 30, 2 orders each): a minute
+bench-quick: install
+	$(PY) -m bench.pipeline --quick
 
 ## bench-gateway: ExecuteFanout of 500 and 5,000 orders vs bare HTTP clients (prints a table, writes bench-results/)
 bench-gateway: install

@@ -89,6 +89,9 @@ POST /_mock/sessions/expire  {"dialect"?, "client_id"?}   {} expires every sessi
 GET  /_mock/clock, POST /_mock/clock {"set"?: "2026-11-24T23:59:00+05:30", "advance_seconds"?: 60}
 GET  /_mock/prices, POST /_mock/prices {"NSEEQ:2885": "1420.50", ...}   reference prices (on tick);
                                         resting orders on those instruments are matched again
+GET  /_mock/arrivals?tag_prefix=P      for the orders whose tag starts with P (one fan-out's):
+      {"orders", "first_received_at", "last_received_at", "first_created_at", "last_created_at"}
+      received: the request arrived (before the drawn latency); created: the order was made (after)
 GET  /_mock/inspect?by_tag=1&dialect=&client_id=   ground truth:
       {"stats": {"requests": {"total", "iifl_v1.place", "xts.orders", "control", ...},
                  "rate_limited": {"total", "<dialect>.<group>": 429s served},

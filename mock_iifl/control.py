@@ -101,6 +101,7 @@ class Control:
             },
             ("POST", "prices"): self.set_prices,
             ("GET", "inspect"): self.inspect,
+            ("GET", "arrivals"): self.arrivals,
         }
 
     async def handle(self, request: Request) -> Response:
@@ -300,6 +301,33 @@ class Control:
                 "trades": sum(len(b.trades) for b in books),
             },
             "accounts": [self._summary(a, by_tag=by_tag) for a in accounts],
+        }
+
+    def arrivals(self, request: Request) -> dict:
+        """When the orders whose tag starts with tag_prefix arrived and were made, across accounts.
+
+        A fan-out's tags share a prefix, so this times one fan-out at the broker without reading
+        thousands of order books over HTTP.
+        """
+        prefix = request.query.get("tag_prefix", "")
+        if not prefix:
+            raise ControlError(400, "tag_prefix is required")
+        orders = [
+            order
+            for account in self.state.accounts.by_key.values()
+            for order in account.book.orders
+            if order.tag.startswith(prefix)
+        ]
+        if not orders:
+            return {"orders": 0}
+        received = sorted(order.received_at for order in orders)
+        created = sorted(order.created_at for order in orders)
+        return {
+            "orders": len(orders),
+            "first_received_at": received[0].isoformat(),
+            "last_received_at": received[-1].isoformat(),
+            "first_created_at": created[0].isoformat(),
+            "last_created_at": created[-1].isoformat(),
         }
 
     def _summary(self, account: Account, by_tag: bool) -> dict:

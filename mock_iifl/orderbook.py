@@ -65,6 +65,8 @@ class Order:
     tag: str
     created_at: datetime
     updated_at: datetime
+    # When the request carrying it arrived, before the broker's latency (created_at is after it).
+    received_at: datetime
     # What the client sent that the mock only echoes (algoId, apiOrderSource, orderComplexity).
     echo: dict[str, Any] = field(default_factory=dict)
     status: str = RECEIVED

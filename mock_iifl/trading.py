@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -134,7 +135,9 @@ class Broker:
             session.account.book.refused += 1
             raise
 
-    def place(self, session: Session, request: OrderRequest, peer: str) -> tuple[ob.Order, bool]:
+    def place(
+        self, session: Session, request: OrderRequest, peer: str, received_at: datetime | None = None
+    ) -> tuple[ob.Order, bool]:
         """The order made (or, for a repeated tag, the one made before, with True)."""
         state = self.state
         account = session.account
@@ -184,6 +187,7 @@ class Broker:
             tag=request.tag,
             created_at=now,
             updated_at=now,
+            received_at=received_at or now,
             echo=request.echo,
         )
         if fault.chance(faults.exchange_reject, state.rng):

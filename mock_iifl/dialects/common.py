@@ -32,6 +32,8 @@ class Call:
     session: Session | None
     params: tuple[str, ...]
     now: datetime
+    # When the request arrived, before the drawn latency: where a broker's own delay starts.
+    received_at: datetime | None = None
 
     @property
     def account(self) -> Account:
@@ -120,7 +122,7 @@ class Dialect(abc.ABC):
         if route.auth and session is None:
             state.stats.events["auth_failures"] += 1
             return self.unauthorized()
-        call = Call(request, session, params, state.clock.now())
+        call = Call(request, session, params, state.clock.now(), received_at=now)
         faults = state.faults_for(account)
         kind = fault.draw_transport(faults, state.rng) if route.group in faults.applies_to else None
         if kind is None:

@@ -173,7 +173,7 @@ class IiflV1(Dialect):
             stamp = iifl_time(self.state.clock.now())
             try:
                 request = self.state.broker.parsed(call.session, self._order_request, item)
-                order, _ = self.state.broker.place(call.session, request, call.request.peer)
+                order, _ = self.state.broker.place(call.session, request, call.request.peer, call.received_at)
             except Refusal as refusal:
                 results.append(
                     {"status": REFUSAL_CODES[refusal.kind], "message": refusal.message, "requestTime": stamp}

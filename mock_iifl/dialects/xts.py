@@ -188,7 +188,7 @@ class Xts(Dialect):
         body = self._object(call)
         try:
             request = self.state.broker.parsed(call.session, self._order_request, body)
-            order, _ = self.state.broker.place(call.session, request, call.request.peer)
+            order, _ = self.state.broker.place(call.session, request, call.request.peer, call.received_at)
         except Refusal as refusal:
             return error(REFUSAL_CODES[refusal.kind], refusal.message)
         return success("s-orders-0001", "Request sent", self._write_result(call.account, order))
