@@ -241,7 +241,7 @@ async def test_a_master_order_is_copied_to_every_follower_once(gateway, mock, en
         row = by_name[name]
         assert (row["status"], row["quantity"], row["status_reason_code"]) == (status, quantity, code), name
         assert row["tag"] == tag_for(order_id, followers[name])
-        assert row["published_sequence"] == row["sequence"]
+        assert (await updates_of(js, followers[name]))[-1].sequence == row["sequence"], name  # announced
         if status == "SUBMITTED":
             assert row["broker_order_id"] and row["latency_ms"] is not None and row["attempts"] == 1
     assert by_name["tiny"]["status_reason"] and by_name["costly"]["status_reason"]
@@ -252,11 +252,12 @@ async def test_a_master_order_is_copied_to_every_follower_once(gateway, mock, en
     for name in ("tiny", "costly", "unlinked", "relogin"):
         assert by_name[name]["tag"] not in placed, name
 
+    # A copy answered within the fan-out is announced once, with its result and its details.
     updates = await updates_of(js, followers["ratio1"])
-    assert [u.status for u in updates] == ["PENDING", "SUBMITTED"]
+    assert [u.status for u in updates] == ["SUBMITTED"]
     assert updates[0].details.tag == by_name["ratio1"]["tag"] and updates[0].details.quantity == 2
-    assert updates[1].broker_order_id == by_name["ratio1"]["broker_order_id"]
-    assert updates[1].master_order_id == order_id and updates[1].user_id == followers["ratio1"]
+    assert updates[0].broker_order_id == by_name["ratio1"]["broker_order_id"]
+    assert updates[0].master_order_id == order_id and updates[0].user_id == followers["ratio1"]
     skipped = await updates_of(js, followers["tiny"])
     assert [(u.status, u.status_reason_code) for u in skipped] == [("SKIPPED", "SIZED_TO_ZERO")]
     assert skipped[0].details.symbol == "RELIANCE"
@@ -310,7 +311,7 @@ async def test_a_pipeline_stopped_mid_fanout_is_finished_by_another_with_nothing
     rows = await follower_orders(engine, order_id)
     assert len(rows) == count
     assert {row["status"] for row in rows.values()} == {"SUBMITTED"}
-    assert all(row["published_sequence"] == row["sequence"] == 2 for row in rows.values())
+    assert all(row["sequence"] == 2 for row in rows.values())
     placed = await placed_tags(mock)
     assert all(placed.get(tag_for(order_id, follower)) == 1 for follower in followers)
     async with engine.connect() as conn:
@@ -321,8 +322,10 @@ async def test_a_pipeline_stopped_mid_fanout_is_finished_by_another_with_nothing
         ).scalar_one()
     assert runs >= 2  # resumed by the second pipeline
     for follower in followers[:3]:
-        statuses = [u.status for u in await updates_of(js, follower)]
-        assert statuses == ["PENDING", "SUBMITTED"]
+        # Once each, with details: the stop published nothing half-way, the resume its results.
+        updates = await updates_of(js, follower)
+        assert [u.status for u in updates] == ["SUBMITTED"]
+        assert updates[0].details.tag == tag_for(order_id, follower)
 
 
 async def test_an_order_delivered_again_after_its_ack_places_nothing_more(
@@ -341,7 +344,7 @@ async def test_an_order_delivered_again_after_its_ack_places_nothing_more(
     assert (await placed_tags(mock)).get(tag_for(order_id, follower)) == 1
     rows = await follower_orders(engine, order_id)
     assert [row["status"] for row in rows.values()] == ["SUBMITTED"]
-    assert [u.status for u in await updates_of(js, follower)] == ["PENDING", "SUBMITTED"]
+    assert [u.status for u in await updates_of(js, follower)] == ["SUBMITTED"]  # nothing published twice
 
 
 async def test_a_master_order_first_seen_too_late_is_skipped_not_placed(
@@ -408,7 +411,7 @@ async def test_a_fanout_of_hundreds_records_and_publishes_in_batches(
 
     rows = await follower_orders(engine, order_id)
     assert len(rows) == count and {row["status"] for row in rows.values()} == {"SUBMITTED"}
-    assert all(row["published_sequence"] == 2 for row in rows.values())
+    assert all(row["sequence"] == 2 for row in rows.values())
     placed = await placed_tags(mock)
     assert all(placed.get(row["tag"]) == 1 for row in rows.values())
     assert elapsed < 10, f"{count} followers took {elapsed:.1f}s"

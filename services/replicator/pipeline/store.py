@@ -3,7 +3,15 @@
 A follower order exists at most once per master order and follower, ever (UNIQUE), and carries a tag
 derived from that pair alone, so a redelivered or resumed master order finds the same rows and sends
 the same tags, which the broker gateway looks up instead of placing twice. Writes are batched: one
-multi-row INSERT per fan-out and one UPDATE per stream message of results.
+multi-row INSERT per fan-out and one UPDATE per batch of results.
+
+Commits here do not wait for the WAL to reach disk (synchronous_commit off, per transaction): a
+crash of PostgreSQL itself may forget the last fraction of a second of them, never corrupt them,
+and nothing forgotten here can place an order twice. A forgotten plan is made again with the same
+tags; a forgotten result leaves its order PENDING, and the redelivery looks its tag up at the
+broker before sending anything. Waiting for the disk cost each batch a flush on the fan-out's
+critical path. The fan-out's last write (finish) does wait, and WAL is flushed in order, so
+everything is on disk before the master order is acknowledged.
 """
 
 from __future__ import annotations
@@ -94,7 +102,6 @@ class FollowerOrder:
     latency_ms: int | None
     attempts: int
     sequence: int
-    published_sequence: int
 
 
 @dataclass(frozen=True)
@@ -111,6 +118,7 @@ class Result:
 
 
 _COLUMNS = ", ".join(FollowerOrder.__dataclass_fields__)
+_NO_FLUSH_WAIT = text("SET LOCAL synchronous_commit TO OFF")
 
 
 class Store:
@@ -130,7 +138,9 @@ class Store:
         A replica racing on the same master order blocks on the fan-out row, then inserts nothing
         (every pair conflicts) and reads the first one's rows.
         """
+        inserted: list[FollowerOrder] = []
         async with self.engine.begin() as conn:
+            await conn.execute(_NO_FLUSH_WAIT)
             await conn.execute(
                 text(
                     "INSERT INTO replicator.fanouts (master_order_id, master_user_id, state) "
@@ -139,7 +149,7 @@ class Store:
                 {"id": master.master_order_id, "user": master.master_user_id},
             )
             if orders:
-                await conn.execute(
+                rows = await conn.execute(
                     text(
                         "INSERT INTO replicator.follower_orders (master_order_id, follower_id, account_id, tag,"
                         " symbol, exchange, side, order_type, product, quantity, price, trigger_price, status,"
@@ -150,6 +160,7 @@ class Store:
                         " CAST(:tags AS TEXT[]), CAST(:quantities AS BIGINT[]), CAST(:statuses AS TEXT[]),"
                         " CAST(:reasons AS TEXT[]), CAST(:codes AS TEXT[])) AS v(f, a, t, q, s, r, c)"
                         " ON CONFLICT (master_order_id, follower_id) DO NOTHING"
+                        f" RETURNING {_COLUMNS}"
                     ),
                     {
                         "master": master.master_order_id,
@@ -169,6 +180,10 @@ class Store:
                         "codes": [o.status_reason_code[:40] for o in orders],
                     },
                 )
+                inserted = [FollowerOrder(**row) for row in rows.mappings()]
+        if len(inserted) == len(orders):
+            return sorted(inserted, key=lambda o: o.id)
+        # Another replica got there first (or part way): what exists is the record.
         return await self.load(master.master_order_id)
 
     async def load(self, master_order_id: int) -> list[FollowerOrder]:
@@ -190,6 +205,7 @@ class Store:
         if not results:
             return []
         async with self.engine.begin() as conn:
+            await conn.execute(_NO_FLUSH_WAIT)
             rows = await conn.execute(
                 text(
                     "UPDATE replicator.follower_orders AS o SET status = v.s, status_reason = v.r,"
@@ -214,20 +230,9 @@ class Store:
             )
             return [FollowerOrder(**row) for row in rows.mappings() if row["status"] != PENDING]
 
-    async def mark_published(self, orders: list[FollowerOrder]) -> None:
-        if not orders:
-            return
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                text(
-                    "UPDATE replicator.follower_orders AS o SET published_sequence = GREATEST(o.published_sequence, v.q)"
-                    " FROM unnest(CAST(:ids AS BIGINT[]), CAST(:sequences AS BIGINT[])) AS v(id, q)"
-                    " WHERE o.id = v.id"
-                ),
-                {"ids": [o.id for o in orders], "sequences": [o.sequence for o in orders]},
-            )
-
     async def finish(self, master_order_id: int) -> None:
+        # A normal, flushed commit: WAL is written in order, so once this is on disk every
+        # commit before it is too, and only then is the master order acknowledged.
         async with self.engine.begin() as conn:
             await conn.execute(
                 text(
@@ -239,6 +244,7 @@ class Store:
 
     async def count_run(self, master_order_id: int) -> None:
         async with self.engine.begin() as conn:
+            await conn.execute(_NO_FLUSH_WAIT)
             await conn.execute(
                 text("UPDATE replicator.fanouts SET runs = runs + 1 WHERE master_order_id = :id"),
                 {"id": master_order_id},

@@ -1,13 +1,16 @@
 """OrderStatusChanged for follower orders, published to ORDER_UPDATES.
 
-Each update's message id is `update-<order_id>-<sequence>`, so a publish repeated after a crash is
-stored once; the first update JetStream receives for an order carries its details, whatever its
-status by then, so a read model can create the row from it.
+Each update's message id is `update-<order_id>-<sequence>`, so a publish repeated after a crash, or
+by a redelivered master order that publishes its orders' states again, is stored once (within
+JetStream's deduplication window; past it, readers drop an update whose sequence is not newer).
+Every update carries the order's details, so a read model can create the row from whichever it
+receives first.
 """
 
 from __future__ import annotations
 
 import asyncio
+import weakref
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -17,9 +20,14 @@ from copytrade.core.jetstream import updates_subject
 from copytrade.events.v1 import events_pb2
 from services.replicator.pipeline.store import FollowerOrder
 
-# Publishes awaiting their acknowledgement at once: enough to hide the round trip, few enough not
-# to flood the server with a 5,000-follower fan-out.
-CONCURRENT_PUBLISHES = 256
+# Past this, publishes still unacknowledged are abandoned (NATS away): the caller fails, the master
+# order is redelivered, and the same message ids are published again (JetStream stores them once).
+PUBLISH_TIMEOUT_SECONDS = 10.0
+
+# JetStream contexts whose shared reply subscription for pipelined publishes exists: nats-py makes
+# it on the first publish_async, and two first calls at once would each make one.
+_ready: weakref.WeakSet[JetStreamContext] = weakref.WeakSet()
+_first_publish = asyncio.Lock()
 
 
 def decimal_text(value: Decimal | None) -> str:
@@ -30,7 +38,7 @@ def decimal_text(value: Decimal | None) -> str:
 
 
 def status_changed(order: FollowerOrder, changed_at: str) -> events_pb2.OrderStatusChanged:
-    update = events_pb2.OrderStatusChanged(
+    return events_pb2.OrderStatusChanged(
         order_id=order.id,
         user_id=order.follower_id,
         master_order_id=order.master_order_id,
@@ -41,35 +49,46 @@ def status_changed(order: FollowerOrder, changed_at: str) -> events_pb2.OrderSta
         replication_latency_ms=order.latency_ms or 0,
         sequence=order.sequence,
         changed_at=changed_at,
+        # Every update: it may be the first a reader receives.
+        details=events_pb2.FollowerOrderDetails(
+            symbol=order.symbol,
+            exchange=order.exchange,
+            side=order.side,
+            order_type=order.order_type,
+            product=order.product,
+            quantity=order.quantity,
+            price=decimal_text(order.price),
+            trigger_price=decimal_text(order.trigger_price),
+            tag=order.tag,
+        ),
     )
-    if order.published_sequence == 0:
-        update.details.CopyFrom(
-            events_pb2.FollowerOrderDetails(
-                symbol=order.symbol,
-                exchange=order.exchange,
-                side=order.side,
-                order_type=order.order_type,
-                product=order.product,
-                quantity=order.quantity,
-                price=decimal_text(order.price),
-                trigger_price=decimal_text(order.trigger_price),
-                tag=order.tag,
-            )
-        )
-    return update
 
 
 async def publish(js: JetStreamContext, orders: list[FollowerOrder]) -> None:
-    """Publish each order's current state; returns once JetStream has stored every one."""
+    """Publish each order's current state; returns once JetStream has stored every one.
+
+    Pipelined: every message is written before any acknowledgement is awaited, and all of them
+    come back on one reply subscription (js.publish would open a request and wait for each).
+    """
+    if not orders:
+        return
     changed_at = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-    gate = asyncio.Semaphore(CONCURRENT_PUBLISHES)
 
-    async def one(order: FollowerOrder) -> None:
-        async with gate:
-            await js.publish(
-                updates_subject(order.follower_id),
-                status_changed(order, changed_at).SerializeToString(),
-                headers={"Nats-Msg-Id": f"update-{order.id}-{order.sequence}"},
-            )
+    async def send(order: FollowerOrder) -> asyncio.Future:
+        return await js.publish_async(
+            updates_subject(order.follower_id),
+            status_changed(order, changed_at).SerializeToString(),
+            headers={"Nats-Msg-Id": f"update-{order.id}-{order.sequence}"},
+        )
 
-    await asyncio.gather(*(one(order) for order in orders))
+    pending = []
+    rest = orders
+    if js not in _ready:
+        async with _first_publish:
+            if js not in _ready:
+                pending.append(await send(orders[0]))
+                rest = orders[1:]
+                _ready.add(js)
+    pending.extend([await send(order) for order in rest])
+    # On timeout wait_for cancels the gather and with it every future, which frees their places.
+    await asyncio.wait_for(asyncio.gather(*pending), PUBLISH_TIMEOUT_SECONDS)
