@@ -29,6 +29,10 @@ SERVER_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.http2.max_ping_strikes", 0),
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),
     ("grpc.max_send_message_length", 16 * 1024 * 1024),
+    # Envoy passes the request's URL on as metadata and refuses headers past 32 KiB itself (431);
+    # gRPC's own default (8 KiB soft, 16 KiB hard) refused long URLs at random, as 429s.
+    ("grpc.max_metadata_size", 40 * 1024),
+    ("grpc.absolute_max_metadata_size", 40 * 1024),
     # Recycle long-lived connections now and then so new replicas get a share of the load.
     ("grpc.max_connection_age_ms", 30 * 60_000),
     ("grpc.max_connection_age_grace_ms", 60_000),

@@ -82,6 +82,8 @@ class UserDirectoryServicer(auth_pb2_grpc.UserDirectoryServiceServicer):
         query = request.query.strip()
         if len(query) > MAX_QUERY:
             raise InvalidArgument(f"must be at most {MAX_QUERY} characters", field="query")
+        if "\x00" in query:
+            raise InvalidArgument("must not contain NUL characters", field="query")
         statement = select(User).where(User.role == role, User.is_active, User.id > after)
         if query:
             pattern = _prefix_pattern(query)

@@ -78,16 +78,22 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             raise InvalidArgument("is required", field="password")
         if len(username) > MAX_LOGIN_FIELD:
             raise Unauthenticated(BAD_CREDENTIALS)
+        if "\x00" in username:
+            # No username or email holds one (and PostgreSQL text cannot): say so, whoever exists.
+            raise InvalidArgument("must not contain NUL characters", field="username")
         address = client_address(context)
-        wait = await self._throttle.retry_after(username, address)
+        user = await self._users.by_login_name(username)
+        # Failures count per account, not per spelling: "alice", " Alice " and alice's email are one
+        # account and share one budget (the lookup is case-insensitive and ignores the spaces).
+        subject = f"id:{user.id}" if user is not None else f"name:{username.strip().lower()}"
+        wait = await self._throttle.retry_after(subject, address)
         if wait is not None:
             raise ResourceExhausted(f"too many failed logins; try again in {wait} seconds")
-        user = await self._users.by_login_name(username)
         matches = await self._hasher.verify(password, user.hashed_password if user else None)
         if user is None or not matches or not user.is_active:
-            await self._throttle.record_failure(username, address)
+            await self._throttle.record_failure(subject, address)
             raise Unauthenticated(BAD_CREDENTIALS)
-        await self._throttle.record_success(username)
+        await self._throttle.record_success(subject)
         return {**await self._grant(user), "user": user_message(user)}
 
     async def _grant(self, user: User) -> dict:
@@ -144,14 +150,27 @@ def _credentials_from_body(content_type: str, data: bytes) -> tuple[str, str]:
             body = json.loads(text)
         except json.JSONDecodeError as exc:
             raise InvalidArgument(f"body is not valid JSON ({exc.msg})", field="body") from None
+        except RecursionError:
+            # A login is two strings: a body nested thousands deep is an attack on the parser.
+            raise InvalidArgument("body is nested too deeply", field="body") from None
         if not isinstance(body, dict):
             raise InvalidArgument("body must be a JSON object", field="body")
         username, password = body.get("username", ""), body.get("password", "")
-        if not isinstance(username, str):
-            raise InvalidArgument("must be a string", field="username")
-        if not isinstance(password, str):
-            raise InvalidArgument("must be a string", field="password")
+        for field, value in (("username", username), ("password", password)):
+            if not isinstance(value, str):
+                raise InvalidArgument("must be a string", field=field)
+            if not _is_utf8(value):
+                # JSON can spell a lone surrogate ("\ud800"), which no UTF-8 text (or password) holds.
+                raise InvalidArgument("is not valid Unicode text", field=field)
         return username, password
     raise InvalidArgument(
         "Content-Type must be application/x-www-form-urlencoded or application/json", field="content_type"
     )
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True

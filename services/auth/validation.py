@@ -55,6 +55,9 @@ def check_password(value: str) -> str:
     _required("password", value)
     if len(value) < PASSWORD_MIN_CHARS:
         raise InvalidArgument(f"must be at least {PASSWORD_MIN_CHARS} characters", field="password")
+    if "\x00" in value:
+        # Some bcrypt implementations stop at a NUL, which would make everything after it optional.
+        raise InvalidArgument("must not contain NUL characters", field="password")
     if len(value.encode()) > PASSWORD_MAX_BYTES:
         raise InvalidArgument(f"must be at most {PASSWORD_MAX_BYTES} bytes", field="password")
     if not (any(c.isalpha() for c in value) and any(c.isdigit() for c in value)):

@@ -67,8 +67,10 @@ def _dialect(value: str) -> Dialect:
 def _secret(field: str, value: str, *, required: bool) -> str:
     if required and not value:
         raise InvalidArgument("is required", field=field)
-    if len(value) > MAX_SECRET_LENGTH or any(ord(c) < 32 for c in value):
-        raise InvalidArgument(f"must be at most {MAX_SECRET_LENGTH} printable characters", field=field)
+    # IIFL's keys, secrets and auth codes are printable ASCII; anything else would reach the broker's
+    # login as bytes it cannot take (an HTTP 500 there, "broker unreachable" here), not as a 400.
+    if len(value) > MAX_SECRET_LENGTH or not all(" " <= c <= "~" for c in value):
+        raise InvalidArgument(f"must be at most {MAX_SECRET_LENGTH} printable ASCII characters", field=field)
     return value
 
 

@@ -89,7 +89,8 @@ def parse_cursor(text: str) -> int | None:
     text = text.strip()
     if not text:
         return None
-    if not text.isdigit() or not 0 < int(text) < 2**63:
+    # isascii: "²".isdigit() is true, and int("²") raises.
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 2**63:
         raise InvalidArgument("is not a cursor this service issued", field="resume_after")
     return int(text)
 
