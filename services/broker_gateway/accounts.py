@@ -5,13 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import BigInteger, any_, bindparam, delete, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql import func
 
 from copytrade.core.errors import AlreadyExists
 from services.broker_gateway.models import LinkedAccount
+
+# One array parameter, not an IN list of thousands: the statement's text (and so its prepared plan)
+# is the same whatever the fan-out's size.
+_IDS = bindparam("ids", type_=ARRAY(BigInteger))
 
 
 class AccountRepository:
@@ -29,14 +34,15 @@ class AccountRepository:
     async def by_ids(self, account_ids: Iterable[int]) -> dict[int, LinkedAccount]:
         ids = list(set(account_ids))
         async with self._sessions() as session:
-            rows = await session.scalars(select(LinkedAccount).where(LinkedAccount.id.in_(ids)))
+            rows = await session.scalars(select(LinkedAccount).where(LinkedAccount.id == any_(_IDS)), {"ids": ids})
             return {row.id: row for row in rows}
 
     async def by_users(self, user_ids: Iterable[int]) -> list[LinkedAccount]:
         ids = list(set(user_ids))
         async with self._sessions() as session:
             rows = await session.scalars(
-                select(LinkedAccount).where(LinkedAccount.user_id.in_(ids)).order_by(LinkedAccount.user_id)
+                select(LinkedAccount).where(LinkedAccount.user_id == any_(_IDS)).order_by(LinkedAccount.user_id),
+                {"ids": ids},
             )
             return list(rows)
 
