@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     default_market_protection_percent: str = Field("2", pattern=r"^\d{1,2}(\.\d{1,2})?$")
     # Connections to each broker opened at start, so the first fan-out does not pay for handshakes.
     broker_warm_connections: int = Field(64, ge=0, le=10_000)
+    # Requests at one broker at once, per process (services/broker_gateway/brokers/http.py Bounded).
+    broker_max_in_flight: int = Field(1_000, ge=1, le=20_000)
     broker_http_client: str = Field("aiohttp", pattern="^(aiohttp|httpx)$")
     broker_request_timeout_seconds: float = Field(5.0, gt=0, le=60)
     # How long one order may take in all, lookups and retries included, before it is reported UNKNOWN.

@@ -296,22 +296,70 @@ def make_transport(
     raise ValueError(f"unknown broker HTTP client {kind!r}")
 
 
+class Bounded(Transport):
+    """At most `limit` requests at the broker at once; the others wait their turn here, unsent.
+
+    Fired all at once, a 5,000-order fan-out on a slow or busy broker (or a busy machine) queued
+    thousands of requests at the far end, where each waited past the request timeout and came back
+    UNKNOWN: placed or not, nobody could say, and every one then cost a book lookup. Waiting here
+    instead costs nothing of the kind: a request that finds no slot within its timeout provably
+    never left (NotSent), and the order's own deadline bounds the whole.
+    """
+
+    def __init__(self, inner: Transport, limit: int, *, timeout: float) -> None:
+        self.inner = inner
+        self.base_url = inner.base_url
+        self.limit = limit
+        self._slots = asyncio.Semaphore(limit)
+        self._default_timeout = timeout  # the inner transport's, for a request that names none
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: dict[str, str],
+        body: bytes | None = None,
+        timeout: float | None = None,
+    ) -> Reply:
+        wait = timeout if timeout is not None else self._default_timeout
+        try:
+            await asyncio.wait_for(self._slots.acquire(), wait)
+        except TimeoutError:
+            raise NotSent(f"no free slot among the {self.limit} requests in flight within {wait} s") from None
+        try:
+            return await self.inner.request(method, path, headers=headers, body=body, timeout=timeout)
+        finally:
+            self._slots.release()
+
+    async def warm(self, connections: int) -> int:
+        return await self.inner.warm(min(connections, self.limit))
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
 class HttpClients:
     """The process's broker transports: one per base URL, created on first use, closed together."""
 
-    def __init__(self, settings: Settings, *, max_connections: int = DEFAULT_MAX_CONNECTIONS) -> None:
+    def __init__(self, settings: Settings, *, max_connections: int | None = None) -> None:
         self._settings = settings
-        self._max_connections = max_connections
+        # No more connections than requests in flight: the rest would only sit idle.
+        self._max_connections = max_connections or settings.broker_max_in_flight
         self._transports: dict[str, Transport] = {}
 
     def for_url(self, base_url: str) -> Transport:
         transport = self._transports.get(base_url)
         if transport is None:
-            transport = make_transport(
-                self._settings.broker_http_client,
-                base_url,
+            transport = Bounded(
+                make_transport(
+                    self._settings.broker_http_client,
+                    base_url,
+                    timeout=self._settings.broker_request_timeout_seconds,
+                    max_connections=self._max_connections,
+                ),
+                self._settings.broker_max_in_flight,
                 timeout=self._settings.broker_request_timeout_seconds,
-                max_connections=self._max_connections,
             )
             self._transports[base_url] = transport
         return transport

@@ -4,7 +4,8 @@ Asking the broker costs a round trip (50-150 ms at IIFL, more when it is slow) b
 PERCENTAGE copy can be sized, which would be most of a small fan-out's time. So the answers are
 kept: fresh for FRESH_SECONDS; after that still used, up to MAX_AGE_SECONDS, while one background
 read brings them up to date (stale-while-revalidate); only an account never read, or not for
-MAX_AGE_SECONDS, makes the fan-out wait for the broker. A broker that could not say (None) is
+MAX_AGE_SECONDS, makes the fan-out wait for the broker. The background read starts when the caller
+says (`revalidate()`, after its fan-out), so that it never competes with the placements. A broker that could not say (None) is
 remembered the same way, so an account whose broker has no funds endpoint costs no wait each time.
 
 Funds move with every trade, so any cached figure is a snapshot; so is one read a moment before
@@ -44,6 +45,7 @@ class FundsCache:
         self._clock = clock
         self._entries: dict[int, tuple[float, Decimal | None]] = {}
         self._refreshing: set[int] = set()
+        self._stale: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def get(self, account_ids: Iterable[int]) -> dict[int, Decimal]:
@@ -60,14 +62,20 @@ class FundsCache:
                 stale.append(account_id)
         if missing:
             self._store(missing, await self._read(missing))
-        if stale:
-            self._refresh(stale)
+        self._stale.update(stale)
         found = {}
         for account_id in ids:
             entry = self._entries.get(account_id)
             if entry is not None and entry[1] is not None:
                 found[account_id] = entry[1]
         return found
+
+    def revalidate(self) -> None:
+        """Start one background read of the stale figures used since the last call."""
+        stale = [a for a in self._stale if a not in self._refreshing]
+        self._stale.clear()
+        if stale:
+            self._refresh(stale)
 
     def forget(self, account_ids: Iterable[int]) -> None:
         for account_id in account_ids:

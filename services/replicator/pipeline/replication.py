@@ -167,6 +167,7 @@ class Replication:
         # come between recording and publishing (JetStream drops what it already has, by id).
         await self._publish([o for o in orders if o.id not in announced])
         marks["published"] = time.perf_counter()
+        self.funds.revalidate()  # the stale broker funds this plan used, read again now it is placed
         done = not any(o.status == PENDING for o in orders)
         if done:
             await self.store.finish(event.order_id)
@@ -266,17 +267,17 @@ class Replication:
 
     async def _accounts(self, follower_ids: list[int]) -> dict[int, int]:
         """follower id -> linked account id, for those who have one."""
-        found: dict[int, int] = {}
-        for start in range(0, len(follower_ids), ACCOUNT_BATCH):
-            reply = await self.gateway.BatchGetLinkedAccounts(
-                broker_pb2.BatchGetLinkedAccountsRequest(
-                    user_ids=follower_ids[start : start + ACCOUNT_BATCH]
-                ),
-                metadata=self._auth(),
-                timeout=LOOKUP_TIMEOUT_SECONDS,
+        replies = await asyncio.gather(
+            *(
+                self.gateway.BatchGetLinkedAccounts(
+                    broker_pb2.BatchGetLinkedAccountsRequest(user_ids=follower_ids[start : start + ACCOUNT_BATCH]),
+                    metadata=self._auth(),
+                    timeout=LOOKUP_TIMEOUT_SECONDS,
+                )
+                for start in range(0, len(follower_ids), ACCOUNT_BATCH)
             )
-            found.update({account.user_id: account.id for account in reply.accounts})
-        return found
+        )
+        return {account.user_id: account.id for reply in replies for account in reply.accounts}
 
     async def _capital(self, followers: list[Follower], accounts: dict[int, int]) -> dict[int, Decimal]:
         """follower id -> capital, for the PERCENTAGE followers only (no other strategy needs it):
