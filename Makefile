@@ -46,3 +46,8 @@ bench-quick: install
 ## bench-gateway: ExecuteFanout of 500 and 5,000 orders vs bare HTTP clients (prints a table, writes bench-results/)
 bench-gateway: install
 	$(PY) -m bench.broker_fanout
+
+## fuzz: the long fuzzing run, >= 10,000 generated inputs (REST via Envoy, gRPC direct, odd headers); prints the tallies
+.PHONY: fuzz
+fuzz: install
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-160} $(PY) -m pytest -q -s -p no:cacheprovider tests/fuzz

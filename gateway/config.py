@@ -31,6 +31,7 @@ DEFAULT_REQUESTS_PER_SECOND = 2000
 # Modules whose messages appear as typed_config; ParseDict resolves an Any only once they are imported.
 _EXTENSION_MODULES = (
     "envoy.extensions.filters.network.http_connection_manager.v3.http_connection_manager_pb2",
+    "envoy.extensions.filters.http.lua.v3.lua_pb2",
     "envoy.extensions.filters.http.grpc_web.v3.grpc_web_pb2",
     "envoy.extensions.filters.http.cors.v3.cors_pb2",
     "envoy.extensions.filters.http.buffer.v3.buffer_pb2",
@@ -156,6 +157,9 @@ def _listener(
         "stream_idle_timeout": "300s",
         "request_headers_timeout": "10s",
         "max_request_headers_kb": 32,
+        # An HTTP/2 request Envoy's codec refuses (a header value with bytes HTTP/2 forbids, say) resets
+        # that stream only, not the client's whole connection with its other calls (found by fuzzing).
+        "http2_protocol_options": {"override_stream_error_on_invalid_http_message": True},
         "local_reply_config": filters.local_reply_config(),
         "access_log": [_access_log()],
         "route_config": upstreams.route_config(routes),

@@ -16,15 +16,18 @@ JWT_PROVIDER = "copytrade"
 MAX_REQUEST_BODY_BYTES = 1 << 20
 # Unary responses are buffered whole by the transcoder; gRPC's default message limit is 4 MiB too.
 MAX_RESPONSE_BODY_BYTES = 4 << 20
-# What anyone may call without a token: signing up, logging in, refreshing, and the platform's health.
+# What anyone may call without a token: signing up, logging in, refreshing, the platform's health and
+# the API docs (`/openapi.json`, `/docs`).
 PUBLIC_METHODS = (
     "/copytrade.auth.v1.AuthService/Register",
     "/copytrade.auth.v1.AuthService/Login",
     "/copytrade.auth.v1.AuthService/LoginWithHttpBody",
     "/copytrade.auth.v1.AuthService/Refresh",
     "/copytrade.platform.v1.PlatformService/GetHealth",
+    "/copytrade.platform.v1.PlatformService/GetApiDocs",
 )
-PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.", "/docs")
+# Only gRPC paths: jwt_authn runs after the transcoder, so REST paths such as /docs never reach it.
+PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 # google.rpc.Code for the HTTP statuses Envoy answers with itself, so a REST client reads Envoy's
 # errors and the services' errors (converted by the transcoder) in one shape.
@@ -51,6 +54,116 @@ def _typed(type_name: str, **fields: object) -> dict[str, object]:
 
 def _percent(value: int, runtime_key: str) -> dict[str, object]:
     return {"runtime_key": runtime_key, "default_value": {"numerator": value, "denominator": "HUNDRED"}}
+
+
+# Headers Envoy accepts but a gRPC server does not: grpcio answers INTERNAL ("Illegal header key",
+# "Error parsing 'x-bin' metadata: illegal base64 encoding", "... 'grpc-timeout' metadata") before any
+# handler runs, so the services cannot turn them into a 4xx. Found by fuzzing (tests/fuzz). This
+# filter, first in the chain, drops them:
+# - names gRPC metadata cannot carry (anything but 0-9 a-z _ . -, such as `p-%io+t`);
+# - every `-bin` (binary) header: no service reads one, and grpcio refuses more base64 than Envoy
+#   can check cheaply (`T2` too);
+# - from REST requests, every `grpc-*` header: the transcoder builds the gRPC request itself, and a
+#   client's `grpc-timeout: 0S` would otherwise be a 504;
+# - from gRPC requests, headers only a server or a load balancer may send (`grpc-status`,
+#   `grpc-previous-rpc-attempts`, `lb-token`...) and a malformed `grpc-timeout`. A `grpc-encoding`
+#   the services cannot decode is answered UNIMPLEMENTED, as the gRPC protocol says.
+# And two gRPC requests grpcio would answer INTERNAL are answered here: one whose method is not
+# POST (UNIMPLEMENTED), and a gRPC-Web-text body that is not base64, which the grpc_web filter
+# answers with HTTP 400 and so grpc-status INTERNAL (no local reply setting can change that):
+# INVALID_ARGUMENT.
+_SANITIZE_HEADERS_LUA = r"""
+local grpc_encodings = {identity = true, gzip = true, deflate = true}
+local server_only = {
+  ["grpc-status"] = true, ["grpc-message"] = true, ["grpc-previous-rpc-attempts"] = true,
+  ["grpc-retry-pushback-ms"] = true, ["lb-token"] = true,
+}
+
+local alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+-- Base64 as the grpc_web filter decodes it: groups of four, padded segments may follow each other,
+-- and the bits a padded group leaves over are zero.
+local function valid_base64(body)
+  if #body % 4 ~= 0 or string.find(body, "[^A-Za-z0-9+/=]") then return false end
+  for pad in string.gmatch(body, "()=") do
+    local at = (pad - 1) % 4
+    if at == 2 then
+      if string.sub(body, pad + 1, pad + 1) ~= "=" then return false end
+      if (string.find(alphabet, string.sub(body, pad - 1, pad - 1), 1, true) - 1) % 16 ~= 0 then return false end
+    elseif at == 3 then
+      if string.sub(body, pad - 1, pad - 1) ~= "=" and
+         (string.find(alphabet, string.sub(body, pad - 1, pad - 1), 1, true) - 1) % 4 ~= 0 then
+        return false
+      end
+    else
+      return false
+    end
+  end
+  return true
+end
+
+local function refused(key, value, is_grpc)
+  if string.find(key, "[^0-9a-z_.-]") then return true end
+  if string.sub(key, -4) == "-bin" then return true end
+  if server_only[key] or string.sub(key, 1, 14) == "grpc-internal-" then return true end
+  if string.sub(key, 1, 5) == "grpc-" and not is_grpc then return true end
+  if key == "grpc-timeout" then
+    return string.find(value, "^[0-9]+[HMSmun]$") == nil or #value > 9
+  end
+  return false
+end
+
+function envoy_on_request(request_handle)
+  local headers = request_handle:headers()
+  local content_type = headers:get("content-type") or ""
+  local is_grpc = string.sub(content_type, 1, 16) == "application/grpc"
+  if is_grpc and headers:get(":method") ~= "POST" then
+    request_handle:respond(
+      {[":status"] = "200", ["content-type"] = content_type, ["grpc-status"] = "12",
+       ["grpc-message"] = "gRPC calls are POST requests"},
+      "")
+    return
+  end
+  local encoding = headers:get("grpc-encoding")
+  if is_grpc and encoding ~= nil and not grpc_encodings[encoding] then
+    request_handle:respond(
+      {[":status"] = "200", ["content-type"] = "application/grpc", ["grpc-status"] = "12",
+       ["grpc-message"] = "grpc-encoding " .. string.gsub(encoding, "[^%w%-]", "?") .. " is not supported"},
+      "")
+    return
+  end
+  if string.sub(content_type, 1, 26) == "application/grpc-web-text" then
+    local body = request_handle:body()
+    if body ~= nil and not valid_base64(body:getBytes(0, body:length())) then
+      request_handle:respond(
+        {[":status"] = "200", ["content-type"] = content_type, ["grpc-status"] = "3",
+         ["grpc-message"] = "the gRPC-Web-text body is not base64"},
+        "")
+      return
+    end
+  end
+  local drop = {}
+  for key, value in pairs(headers) do
+    if string.sub(key, 1, 1) ~= ":" and refused(key, value, is_grpc) then
+      drop[#drop + 1] = key
+    end
+  end
+  for _, key in ipairs(drop) do
+    headers:remove(key)
+  end
+end
+"""
+
+
+def sanitize_headers() -> dict[str, object]:
+    return {
+        "name": "envoy.filters.http.lua",
+        "typed_config": _typed(
+            "envoy.extensions.filters.http.lua.v3.Lua",
+            default_source_code={"inline_string": _SANITIZE_HEADERS_LUA},
+            stat_prefix="sanitize_headers",
+        ),
+    }
 
 
 def grpc_web() -> dict[str, object]:
@@ -191,6 +304,7 @@ def http_filters(
     requests_per_second: int,
 ) -> list[dict[str, object]]:
     return [
+        sanitize_headers(),
         grpc_web(),
         cors(),
         request_buffer(),

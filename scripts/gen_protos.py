@@ -3,7 +3,9 @@
 Both outputs come from the same .proto files in the same run, so they cannot drift apart:
 - Python messages, stubs and type stubs into `copytrade/<service>/v1/` (imported by every service);
 - `build/api.binpb`, the FileDescriptorSet (with imports and google/rpc error types) that Envoy's
-  gRPC-JSON transcoder reads.
+  gRPC-JSON transcoder reads;
+- `build/openapi.json`, the OpenAPI 3 document of the REST routes (gateway.openapi), with the
+  .proto comments as descriptions, served at `/openapi.json` and `/docs`.
 
 grpc_tools.protoc is used for both because buf's built-in Python plugin needs a protoc binary that
 grpcio-tools does not ship; `buf lint` and `buf breaking` still check the same files.
@@ -11,7 +13,9 @@ grpcio-tools does not ship; `buf lint` and `buf breaking` still check the same f
 
 from __future__ import annotations
 
+import json
 import sys
+import tempfile
 from pathlib import Path
 
 from grpc_tools import protoc
@@ -20,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "protos"
 THIRD_PARTY = ROOT / "third_party" / "googleapis"
 DESCRIPTOR_SET = ROOT / "build" / "api.binpb"
+OPENAPI_DOCUMENT = ROOT / "build" / "openapi.json"
 # The error types Envoy needs to turn a rich gRPC status into JSON (see ENVOY_GRPC_NOTES 1.4).
 ERROR_PROTOS = ("google/rpc/status.proto", "google/rpc/error_details.proto")
 
@@ -66,7 +71,28 @@ def main() -> None:
             *ERROR_PROTOS,
         ]
     )
-    print(f"generated {len(rel)} protos into copytrade/ and {DESCRIPTOR_SET.relative_to(ROOT)}")
+    _write_openapi(includes, rel)
+    print(
+        f"generated {len(rel)} protos into copytrade/, {DESCRIPTOR_SET.relative_to(ROOT)} "
+        f"and {OPENAPI_DOCUMENT.relative_to(ROOT)}"
+    )
+
+
+def _write_openapi(includes: list[str], rel: list[str]) -> None:
+    # The same set as Envoy's plus source info, whose comments become the document's descriptions
+    # (Envoy's own set goes without them: it needs none and loads faster).
+    from google.protobuf import descriptor_pb2
+
+    sys.path.insert(0, str(ROOT))
+    from copytrade.core.settings import VERSION
+    from gateway.openapi import build_openapi
+
+    with tempfile.TemporaryDirectory() as scratch:
+        with_comments = Path(scratch) / "api-with-comments.binpb"
+        _run([*includes, "--include_imports", "--include_source_info", f"--descriptor_set_out={with_comments}", *rel])
+        descriptor_set = descriptor_pb2.FileDescriptorSet.FromString(with_comments.read_bytes())
+    document = build_openapi(descriptor_set, version=VERSION)
+    OPENAPI_DOCUMENT.write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""PlatformService.GetHealth: the seed's `GET /health`, reporting the real state of every part."""
+"""PlatformService: the seed's `GET /health`, reporting the real state of every part, and the API docs."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from copytrade.core import db
 from copytrade.core.settings import VERSION, Settings
 from copytrade.platform.v1 import platform_pb2, platform_pb2_grpc
+from services.auth.docs import ApiDocs
 
 CHECK_TIMEOUT_SECONDS = 1.5
 # /health is public: answer repeated calls from a short cache instead of probing every part again.
@@ -27,8 +28,11 @@ PEER_SERVICES = {
 
 
 class PlatformServicer(platform_pb2_grpc.PlatformServiceServicer):
-    def __init__(self, settings: Settings, engine: AsyncEngine, redis_client: aioredis.Redis) -> None:
+    def __init__(
+        self, settings: Settings, engine: AsyncEngine, redis_client: aioredis.Redis, docs: ApiDocs | None = None
+    ) -> None:
         self._settings = settings
+        self._docs = docs or ApiDocs()
         self._checks: dict[str, Callable[[], Awaitable[None]]] = {
             "postgres": lambda: db.ping(engine),
             "redis": redis_client.ping,
@@ -55,6 +59,9 @@ class PlatformServicer(platform_pb2_grpc.PlatformServiceServicer):
             )
             self._cached = (time.monotonic(), response)
             return response
+
+    async def GetApiDocs(self, request: platform_pb2.GetApiDocsRequest, context: grpc.aio.ServicerContext):
+        return self._docs.answer(request)
 
     async def _check_nats(self) -> None:
         conn = await nats.connect(

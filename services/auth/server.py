@@ -22,6 +22,7 @@ PUBLIC_METHODS = frozenset(
     {
         *(f"/{_AUTH.full_name}/{m}" for m in ("Register", "Login", "LoginWithHttpBody", "Refresh")),
         f"/{_PLATFORM.full_name}/GetHealth",
+        f"/{_PLATFORM.full_name}/GetApiDocs",
     }
 )
 

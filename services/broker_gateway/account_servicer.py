@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import grpc
 
 from copytrade.broker.v1 import broker_pb2, broker_pb2_grpc
-from copytrade.core.errors import InvalidArgument, NotFound, Unavailable
+from copytrade.core.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from copytrade.core.interceptor import caller
 from copytrade.core.settings import Settings
 from services.broker_gateway.accounts import AccountRepository
@@ -18,6 +18,7 @@ from services.broker_gateway.brokers.base import (
     Credentials,
     CredentialsRejected,
     Dialect,
+    RateLimited,
 )
 from services.broker_gateway.credentials_vault import CredentialsVault, StoredCredentials, hint
 from services.broker_gateway.models import LinkedAccount
@@ -171,5 +172,8 @@ class BrokerAccountServicer(broker_pb2_grpc.BrokerAccountServiceServicer):
         except CredentialsRejected as exc:
             field = "auth_code" if auth_code else "app_secret"
             raise InvalidArgument(f"the broker refused the credentials: {exc.reason}", field=field) from None
+        except RateLimited:
+            # IIFL meters logins per client: a burst of relinks is a 429 to pass on, not an outage.
+            raise ResourceExhausted("the broker is limiting logins for this account; try again in a minute") from None
         except BrokerError as exc:
             raise Unavailable(f"the broker could not be reached to log in ({exc.code}); try again") from None

@@ -58,6 +58,7 @@ def test_envoy_rejects_a_broken_config(written, tmp_path):
 
 def test_filters_run_in_the_required_order(written):
     assert [f["name"] for f in manager(written)["http_filters"]] == [
+        "envoy.filters.http.lua",
         "envoy.filters.http.grpc_web",
         "envoy.filters.http.cors",
         "envoy.filters.http.buffer",
@@ -194,3 +195,28 @@ async def test_command_line_writes_the_config(full_descriptor, tmp_path):
     assert command.returncode == 0, stderr.decode()
     assert Path(stdout.decode().strip()) == tmp_path / "envoy.yaml"
     assert (tmp_path / "jwks.json").exists()
+
+
+def test_only_the_public_methods_and_health_and_reflection_skip_the_token(written):
+    jwt_filter = next(f for f in manager(written)["http_filters"] if f["name"] == "envoy.filters.http.jwt_authn")
+    rules = jwt_filter["typed_config"]["rules"]
+    open_rules = [rule["match"] for rule in rules if "requires" not in rule]
+    assert open_rules == [
+        {"path": "/copytrade.auth.v1.AuthService/Register"},
+        {"path": "/copytrade.auth.v1.AuthService/Login"},
+        {"path": "/copytrade.auth.v1.AuthService/LoginWithHttpBody"},
+        {"path": "/copytrade.auth.v1.AuthService/Refresh"},
+        {"path": "/copytrade.platform.v1.PlatformService/GetHealth"},
+        # /openapi.json, /docs and /docs/<file>, transcoded to one gRPC path before jwt_authn sees them.
+        {"path": "/copytrade.platform.v1.PlatformService/GetApiDocs"},
+        {"prefix": "/grpc.health.v1.Health/"},
+        {"prefix": "/grpc.reflection."},
+    ]
+    assert rules[-1] == {"match": {"prefix": "/"}, "requires": {"provider_name": "copytrade"}}
+
+
+def test_headers_grpc_cannot_carry_are_sanitized_first(written):
+    first = manager(written)["http_filters"][0]
+    assert first["name"] == "envoy.filters.http.lua"
+    code = first["typed_config"]["default_source_code"]["inline_string"]
+    assert "function envoy_on_request" in code and '"-bin"' in code and "grpc-web-text" in code
