@@ -9,6 +9,7 @@ from sqlalchemy import BigInteger, any_, bindparam, delete, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import defer
 from sqlalchemy.sql import func
 
 from copytrade.core.errors import AlreadyExists
@@ -34,14 +35,27 @@ class AccountRepository:
     async def by_ids(self, account_ids: Iterable[int]) -> dict[int, LinkedAccount]:
         ids = list(set(account_ids))
         async with self._sessions() as session:
-            rows = await session.scalars(select(LinkedAccount).where(LinkedAccount.id == any_(_IDS)), {"ids": ids})
+            # A fan-out needs each session, never the stored credentials: thousands of sealed blobs
+            # left in the database (raiseload: touching one would be a bug, not a lazy query).
+            rows = await session.scalars(
+                select(LinkedAccount)
+                .options(defer(LinkedAccount.credentials_encrypted, raiseload=True))
+                .where(LinkedAccount.id == any_(_IDS)),
+                {"ids": ids},
+            )
             return {row.id: row for row in rows}
 
     async def by_users(self, user_ids: Iterable[int]) -> list[LinkedAccount]:
         ids = list(set(user_ids))
         async with self._sessions() as session:
             rows = await session.scalars(
-                select(LinkedAccount).where(LinkedAccount.user_id == any_(_IDS)).order_by(LinkedAccount.user_id),
+                select(LinkedAccount)
+                .options(
+                    defer(LinkedAccount.credentials_encrypted, raiseload=True),
+                    defer(LinkedAccount.session_encrypted, raiseload=True),
+                )
+                .where(LinkedAccount.user_id == any_(_IDS))
+                .order_by(LinkedAccount.user_id),
                 {"ids": ids},
             )
             return list(rows)
