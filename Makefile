@@ -51,3 +51,9 @@ bench-gateway: install
 .PHONY: fuzz
 fuzz: install
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-160} $(PY) -m pytest -q -s -p no:cacheprovider tests/fuzz
+
+## faults: the full fault suite (issue 6): kill -9 / restart of stack processes and broker faults during
+## 500-follower fan-outs; prints per scenario the faults injected and the invariant's result
+.PHONY: faults
+faults: install
+	FAULTS_FULL=1 $(PY) -m pytest -q -s -p no:cacheprovider tests/faults

@@ -6,7 +6,9 @@ A new process is one entry in APPS: its name and a function from the context to 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import socket
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
@@ -78,6 +80,87 @@ def mock_iifl() -> App:
 # Started together after the migrations, stopped together before the backing servers.
 SERVICES = ("auth", "orders", "replicator", "broker_gateway")
 APPS: tuple[App, ...] = (*(grpc_service(name) for name in SERVICES), mock_iifl())
+
+# Services the stack can run more than once, and the variable that says how many times (default 1).
+# Replica 1 is the service as always (its name, its <name>_grpc_port, the one Envoy routes to);
+# replica i is named "<name>-<i>" and listens on <NAME>_GRPC_PORT_<i> (a free port when unset).
+# Replicators share the durable JetStream consumer, so they split the master orders; with more than
+# one broker gateway every replicator gets all of them as its BROKER_GATEWAY_GRPC_TARGET (unless that
+# is set), a list its channel balances round-robin. Envoy and the other services keep replica 1.
+REPLICA_VARIABLES = {"replicator": "REPLICATOR_REPLICAS", "broker_gateway": "BROKER_GATEWAY_REPLICAS"}
+MAX_REPLICAS = 8
+
+
+def replicas(env: Mapping[str, str], name: str) -> int:
+    """How many replicas of a service the environment asks for (1 for a service that has no variable)."""
+    variable = REPLICA_VARIABLES.get(name)
+    raw = (env.get(variable) or "").strip() if variable else ""
+    if not raw:
+        return 1
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_REPLICAS:
+        raise ValueError(f"{variable} must be a whole number from 1 to {MAX_REPLICAS}, not {raw!r}")
+    return int(raw)
+
+
+def replica_port_variable(name: str, index: int) -> str:
+    return f"{name.upper()}_GRPC_PORT_{index}"
+
+
+def replica_port_env(env: Mapping[str, str]) -> dict[str, str]:
+    """A free loopback port for every extra replica whose port variable is unset, as variables."""
+    chosen: dict[str, str] = {}
+    sockets = []
+    try:
+        for name in REPLICA_VARIABLES:
+            for index in range(2, replicas(env, name) + 1):
+                variable = replica_port_variable(name, index)
+                if env.get(variable):
+                    continue
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sockets.append(sock)  # held until all are chosen, so no two replicas share a port
+                sock.bind(("127.0.0.1", 0))
+                chosen[variable] = str(sock.getsockname()[1])
+    finally:
+        for sock in sockets:
+            sock.close()
+    return chosen
+
+
+def replica_ports(ctx: StackContext, name: str) -> list[int]:
+    """The gRPC port of every replica of a service, replica 1 first."""
+    ports = [ctx.settings.grpc_port(name)]
+    for index in range(2, replicas(ctx.env, name) + 1):
+        variable = replica_port_variable(name, index)
+        value = ctx.env.get(variable, "")
+        if not value.isdigit() or not 1 <= int(value) <= 65535:
+            raise ValueError(f"{variable} must be a port number, not {value!r}")
+        ports.append(int(value))
+    return ports
+
+
+def service_specs(ctx: StackContext) -> list[ProcessSpec]:
+    """The services stage: every app of APPS, each followed by its extra replicas."""
+    gateway_ports = replica_ports(ctx, "broker_gateway")
+    host = _loopback(ctx.settings.grpc_bind_host)
+    specs: list[ProcessSpec] = []
+    for app in APPS:
+        ports = replica_ports(ctx, app.name) if app.name in REPLICA_VARIABLES else [None]
+        for index, port in enumerate(ports, start=1):
+            env = dict(ctx.env)
+            updates: dict[str, object] = {}
+            if port is not None and index > 1:
+                env[f"{app.name.upper()}_GRPC_PORT"] = str(port)
+                updates[f"{app.name}_grpc_port"] = port
+            if app.name == "replicator" and len(gateway_ports) > 1 and not env.get("BROKER_GATEWAY_GRPC_TARGET"):
+                target = "ipv4:" + ",".join(f"{host}:{p}" for p in gateway_ports)
+                env["BROKER_GATEWAY_GRPC_TARGET"] = target
+                updates["broker_gateway_grpc_target"] = target
+            replica_ctx = StackContext(ctx.settings.model_copy(update=updates), env) if updates else ctx
+            spec = app.spec(replica_ctx)
+            if index > 1:
+                spec = dataclasses.replace(spec, name=f"{app.name}-{index}")
+            specs.append(spec)
+    return specs
 
 
 def migrate_spec(ctx: StackContext) -> ProcessSpec:

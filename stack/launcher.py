@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -78,6 +79,8 @@ class LocalStack:
             # Logs reach the file as they are written, so a failure's tail is current.
             "PYTHONUNBUFFERED": "1",
         }
+        # Ports for extra replicas of a service (REPLICATOR_REPLICAS=2 ...), where none is given.
+        child_env.update(apps.replica_port_env(child_env))
         self.context = StackContext(settings_from_env(child_env), child_env)
         self.until = until
         self._stages: list[list[ManagedProcess]] = []
@@ -131,6 +134,44 @@ class LocalStack:
     def processes(self) -> dict[str, ManagedProcess]:
         """The running processes by name, in start order."""
         return {process.name: process for stage in self._stages for process in stage}
+
+    def process(self, name: str) -> ManagedProcess:
+        """One process of the stack by name (as in `processes`)."""
+        try:
+            return self.processes[name]
+        except KeyError:
+            raise KeyError(f"no process {name!r} in this stack; it runs {', '.join(self.processes)}") from None
+
+    async def kill(self, name: str) -> int | None:
+        """kill -9 one process by name (a crash, for fault tests); it stays down until restart(name).
+
+        Returns its exit code. The rest of the stack is left as it is.
+        """
+        process = self.process(name)
+        code = await process.kill()
+        self._pidfile.record(self.processes.values())
+        return code
+
+    def signal(self, name: str, sig: signal.Signals) -> None:
+        """Send one process a signal, e.g. SIGSTOP then SIGCONT to freeze it for a while."""
+        self.process(name).send_signal(sig)
+
+    async def restart(self, name: str, *, kill: bool = False) -> ManagedProcess:
+        """Start one process again with the same spec and wait until it serves.
+
+        A process still running is stopped first: its stop signal, or SIGKILL with kill=True.
+        """
+        process = self.process(name)
+        if process.running:
+            await (process.kill() if kill else process.stop())
+        began = time.monotonic()
+        try:
+            await process.start()
+        finally:
+            self._pidfile.record(self.processes.values())
+        await process.wait_ready()
+        log.info("restarted: %s (%.1fs)", name, time.monotonic() - began)
+        return process
 
     def table(self) -> str:
         rows = [("NAME", "PID", "ADDRESS", "LOG")]
@@ -218,7 +259,7 @@ class LocalStack:
         await self._run_once(apps.migrate_spec(self.context), apps.MIGRATE_TIMEOUT)
 
     async def _start_services(self) -> None:
-        await self._launch([app.spec(self.context) for app in apps.APPS])
+        await self._launch(apps.service_specs(self.context))
 
     async def _start_gateway(self) -> None:
         await self._run_once(apps.gateway_config_spec(self.context), apps.GATEWAY_CONFIG_TIMEOUT)

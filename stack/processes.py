@@ -144,6 +144,27 @@ class ManagedProcess:
             pass
         return self._proc.returncode
 
+    async def kill(self) -> int | None:
+        """SIGKILL now, no grace (a crash, as the fault tests inject one); returns the exit code.
+
+        The process group goes too, as in stop(). The same ManagedProcess can start() again after.
+        """
+        if self._proc is None:
+            return None
+        if self._proc.returncode is None:
+            self._signal(signal.SIGKILL)
+        await self._proc.wait()
+        try:
+            os.killpg(self._proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        return self._proc.returncode
+
+    def send_signal(self, sig: signal.Signals) -> None:
+        """Send a signal to a running process (e.g. SIGSTOP / SIGCONT to freeze and thaw it)."""
+        if self.running:
+            self._signal(sig)
+
     def _signal(self, sig: signal.Signals) -> None:
         assert self._proc is not None
         try:

@@ -75,7 +75,7 @@ class Order(Base):
     )
 
     __table_args__ = (
-        CheckConstraint("quantity > 0 OR status = 'SKIPPED'", name="quantity_positive"),
+        CheckConstraint("quantity > 0 OR status IN ('SKIPPED', 'FAILED')", name="quantity_positive"),
         # ListMyOrders: one user's orders, newest first (ids grow with time).
         Index("ix_orders_user_id_id", "user_id", text("id DESC")),
         Index(

@@ -85,7 +85,10 @@ class Pipeline:
         js = self._nats.jetstream()
         await jetstream.ensure_streams(js)
         # One channel for the process: every fan-out is a stream multiplexed on it.
-        self._channel = grpc.aio.insecure_channel(self.settings.grpc_target("broker_gateway"))
+        # A target may list several gateway replicas (ipv4:HOST:P1,HOST:P2): streams go round-robin.
+        self._channel = grpc.aio.insecure_channel(
+            self.settings.grpc_target("broker_gateway"), options=[("grpc.lb_policy_name", "round_robin")]
+        )
         replication = Replication(
             self.store,
             active_followers(self.subscriptions),

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from decimal import Decimal
 
 from copytrade.core.logging import get_logger
@@ -26,8 +27,19 @@ log = get_logger(__name__)
 FRESH_SECONDS = 30.0
 MAX_AGE_SECONDS = 300.0
 
-# account id -> available funds, or None when the broker could not say.
-ReadFunds = Callable[[list[int]], Awaitable[dict[int, Decimal | None]]]
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The account cannot trade as it is (its session lapsed, it was unlinked): the copy must say
+    so, not be sized on a fallback capital. Never kept: the user may fix it before the next order."""
+
+    code: str
+    reason: str
+
+
+# account id -> available funds, Refused, or None when the broker could not say.
+ReadFunds = Callable[[list[int]], Awaitable[dict[int, Decimal | Refused | None]]]
 
 
 class FundsCache:
@@ -48,8 +60,9 @@ class FundsCache:
         self._stale: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def get(self, account_ids: Iterable[int]) -> dict[int, Decimal]:
-        """The funds of those accounts whose broker could say."""
+    async def get(self, account_ids: Iterable[int]) -> dict[int, Decimal | Refused]:
+        """The funds of those accounts whose broker could say, and the refusals of those read now
+        that cannot trade."""
         ids = list(dict.fromkeys(account_ids))
         now = self._clock()
         missing, stale = [], []
@@ -60,10 +73,12 @@ class FundsCache:
                 missing.append(account_id)
             elif age > self._fresh and account_id not in self._refreshing:
                 stale.append(account_id)
+        found: dict[int, Decimal | Refused] = {}
         if missing:
-            self._store(missing, await self._read(missing))
+            answers = await self._read(missing)
+            found.update({a: answer for a, answer in answers.items() if isinstance(answer, Refused)})
+            self._store(missing, answers)
         self._stale.update(stale)
-        found = {}
         for account_id in ids:
             entry = self._entries.get(account_id)
             if entry is not None and entry[1] is not None:
@@ -86,10 +101,14 @@ class FundsCache:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def _store(self, asked: list[int], answers: dict[int, Decimal | None]) -> None:
+    def _store(self, asked: list[int], answers: dict[int, Decimal | Refused | None]) -> None:
         at = self._clock()
         for account_id in asked:
-            self._entries[account_id] = (at, answers.get(account_id))
+            answer = answers.get(account_id)
+            if isinstance(answer, Refused):
+                self._entries.pop(account_id, None)
+            else:
+                self._entries[account_id] = (at, answer)
 
     def _refresh(self, account_ids: list[int]) -> None:
         self._refreshing.update(account_ids)

@@ -26,7 +26,7 @@ from copytrade.instruments import ContractMaster
 from services.replicator.pipeline import sizing, updates
 from services.replicator.pipeline.capital import DEFAULT_CAPITAL, Capital, default_capital
 from services.replicator.pipeline.followers import Follower, LoadFollowers
-from services.replicator.pipeline.funds import FundsCache
+from services.replicator.pipeline.funds import FundsCache, Refused
 from services.replicator.pipeline.store import (
     FAILED,
     PENDING,
@@ -83,6 +83,11 @@ _DEFAULT_CODES = {
     Outcome.PLACEMENT_OUTCOME_NEEDS_RELOGIN: "NEEDS_RELOGIN",
     Outcome.PLACEMENT_OUTCOME_ACCOUNT_NOT_LINKED: "ACCOUNT_NOT_LINKED",
 }
+
+
+# BatchGetFunds's error codes that say the account cannot trade at all, rather than that the broker
+# could not say: a copy for it fails with that reason instead of being sized on a fallback capital.
+_CANNOT_TRADE = frozenset({"NEEDS_RELOGIN", "ACCOUNT_NOT_LINKED"})
 
 
 def load_reference_prices(path: Path = REFERENCE_PRICES) -> dict[tuple[str, str], Decimal]:
@@ -200,7 +205,7 @@ class Replication:
             return []
         ids = [f.follower_id for f in followers]
         accounts = await self._accounts(ids)
-        capital = await self._capital(followers, accounts)
+        capital, refused = await self._capital(followers, accounts)
         order = sizing.MasterOrder(
             side=event.side,
             order_type=event.order_type,
@@ -241,6 +246,14 @@ class Replication:
                     )
                 )
                 continue
+            refusal = refused.get(follower.follower_id)
+            if refusal is not None:
+                # Its broker said the account cannot trade now (a lapsed session): the follower
+                # must hear that, not a sizing reason computed on a fallback capital.
+                planned.append(
+                    NewFollowerOrder(follower.follower_id, account, 0, FAILED, refusal.reason, refusal.code)
+                )
+                continue
             funds = capital.get(follower.follower_id, DEFAULT_CAPITAL)
             sized = sizing.size(order, follower.strategy, contract, funds)
             if sized.skipped:
@@ -279,28 +292,38 @@ class Replication:
         )
         return {account.user_id: account.id for reply in replies for account in reply.accounts}
 
-    async def _capital(self, followers: list[Follower], accounts: dict[int, int]) -> dict[int, Decimal]:
+    async def _capital(
+        self, followers: list[Follower], accounts: dict[int, int]
+    ) -> tuple[dict[int, Decimal], dict[int, Refused]]:
         """follower id -> capital, for the PERCENTAGE followers only (no other strategy needs it):
         the funds their broker reports (kept between master orders, see funds.py), else the
-        balance the platform holds for them."""
+        balance the platform holds for them; and the followers whose broker refused the read
+        because the account cannot trade (NEEDS_RELOGIN, ACCOUNT_NOT_LINKED)."""
         by_account = {
             accounts[f.follower_id]: f.follower_id
             for f in followers
             if f.strategy.kind == sizing.PERCENTAGE and f.follower_id in accounts
         }
-        capital = {by_account[account]: funds for account, funds in (await self.funds.get(by_account)).items()}
+        capital: dict[int, Decimal] = {}
+        refused: dict[int, Refused] = {}
+        for account, answer in (await self.funds.get(by_account)).items():
+            if isinstance(answer, Refused):
+                refused[by_account[account]] = answer
+            else:
+                capital[by_account[account]] = answer
         without = [
             f.follower_id
             for f in followers
-            if f.strategy.kind == sizing.PERCENTAGE and f.follower_id not in capital
+            if f.strategy.kind == sizing.PERCENTAGE and f.follower_id not in capital and f.follower_id not in refused
         ]
         if without:
             capital.update(await self.capital(without))
-        return capital
+        return capital, refused
 
-    async def _read_funds(self, account_ids: list[int]) -> dict[int, Decimal | None]:
-        """account id -> the funds the broker reports now, or None when it cannot say."""
-        found: dict[int, Decimal | None] = {}
+    async def _read_funds(self, account_ids: list[int]) -> dict[int, Decimal | Refused | None]:
+        """account id -> the funds the broker reports now, Refused when the account cannot trade,
+        or None when the broker cannot say."""
+        found: dict[int, Decimal | Refused | None] = {}
         for start in range(0, len(account_ids), ACCOUNT_BATCH):
             reply = await self.gateway.BatchGetFunds(
                 broker_pb2.BatchGetFundsRequest(account_ids=account_ids[start : start + ACCOUNT_BATCH]),
@@ -309,6 +332,8 @@ class Replication:
             )
             for funds in reply.funds:
                 if not funds.found:
+                    if funds.error_code in _CANNOT_TRADE:
+                        found[funds.account_id] = Refused(funds.error_code, funds.reason or funds.error_code)
                     continue
                 try:
                     available = Decimal(funds.available)
