@@ -60,7 +60,7 @@ def plot(result: dict, path: Path) -> None:
     sizes = [s["followers"] for s in result["sizes"]]
     fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
     for via, marker in (("rest", "o"), ("grpc", "s")):
-        ax.plot(sizes, [s[via]["fanout_p50_ms"] for s in result["sizes"]], marker=marker, label=f"Copytrade fan-out p50 ({via.upper()})")
+        ax.plot(sizes, [s[via]["fanout_p50_ms"] for s in result["sizes"]], marker=marker, label=f"Copytrade fan-out p50 ({'REST' if via == 'rest' else 'gRPC'})")
     ax.plot(sizes, [s["bare_limit_ms"] for s in result["sizes"]], "k--", label="bare limit: aiohttp straight at the mock")
     ax.plot(sizes, [2 * s["bare_limit_ms"] for s in result["sizes"]], ":", color="grey", label="2x bare limit (target)")
     ax.scatter(list(SEED_CLAIMS_MS), list(SEED_CLAIMS_MS.values()), marker="x", s=80, color="red", zorder=5, label="seed's claims")
@@ -70,7 +70,53 @@ def plot(result: dict, path: Path) -> None:
     ax.set_ylabel("master order accepted -> last follower order recorded (ms)")
     ax.set_title(f"Fan-out time against N (mock broker {result['config']['broker_latency']})")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def markdown(result: dict) -> str:
+    """The README's tables, from a result file: `python -m bench.report bench-results/pipeline.json`."""
+    lines = [
+        "| N | via | master orders | accepted p50 / p99 | first copy at broker p50 | fan-out p50 / p99 | bare limit | fan-out / bare | copies placed |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for size in result["sizes"]:
+        bare = size["bare_limit_ms"]
+        for via in ("rest", "grpc"):
+            row = size[via]
+            lines.append(
+                f"| {size['followers']:,} | {via.upper() if via == 'rest' else 'gRPC'} | {row['orders']} "
+                f"| {_fmt(row['accept_p50_ms'])} / {_fmt(row['accept_p99_ms'])} ms "
+                f"| {_fmt(row['first_at_broker_p50_ms'])} ms "
+                f"| **{_fmt(row['fanout_p50_ms'])}** / {_fmt(row['fanout_p99_ms'])} ms | {_fmt(bare)} ms "
+                f"| {row['fanout_p50_ms'] / bare:.2f}x | {row['placed']:,} / {row['copies']:,} |"
+            )
+    if result.get("sustained"):
+        lines += [
+            "",
+            "| offered | followers each | kept up | achieved master / follower orders per s | accepted p50 / p99 | fan-out p50 / p99 | copies placed |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for run in result["sustained"]:
+            lines.append(
+                f"| {run['offered_per_second']:g}/s for {run['seconds']:g} s | {run['followers_per_master']} "
+                f"| {'yes' if run['kept_up'] else 'no'} | {run['master_orders_per_second']} / "
+                f"{run['follower_orders_per_second']:,.0f} | {_fmt(run['accept_p50_ms'])} / "
+                f"{_fmt(run['accept_p99_ms'])} ms | {_fmt(run['fanout_p50_ms'])} / {_fmt(run['fanout_p99_ms'])} ms "
+                f"| {run['placed']:,} / {run['copies']:,} |"
+            )
+    names = list(result["peak_memory_mb"])
+    lines += ["", "| phase | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for phase, spent in result["cpu_seconds"].items():
+        lines.append(f"| CPU s, {phase} | " + " | ".join(f"{spent.get(n, 0):.1f}" for n in names) + " |")
+    lines.append("| peak memory, MB | " + " | ".join(f"{result['peak_memory_mb'][n]:.0f}" for n in names) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    print(markdown(json.loads(Path(sys.argv[1]).read_text())))
