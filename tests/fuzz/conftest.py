@@ -7,36 +7,19 @@ by `Tokens` (Logout revokes the token it is called with, which would otherwise s
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import httpx
 import pytest
 
-from stack import LocalStack, free_port_env
 from tests.e2e.flows import PASSWORD
 from tests.fuzz.support import Actor, Tally, register_actor
-from tests.support.backing import scratch_dir
+from tests.support.stack import package_stack
 
 
 @pytest.fixture(scope="package")
 async def stack(backing):
-    data_dir = scratch_dir("copytrade-test-fuzz-")
-    env = {
-        **free_port_env(data_dir),
-        **backing.env,
-        "BCRYPT_ROUNDS": "4",
-        "SHUTDOWN_DRAIN_SECONDS": "0",
-        # The fuzzers log in from 127.0.0.1 with thousands of wrong passwords.
-        "LOGIN_FAILURES_PER_ADDRESS": "1000000",
-        "LOG_LEVEL": "WARNING",
-    }
-    try:
-        async with LocalStack(env) as running:
-            yield running
-    finally:
-        if not os.environ.get("KEEP_STACK_DATA"):
-            shutil.rmtree(data_dir, ignore_errors=True)
+    # The fuzzers log in from 127.0.0.1 with thousands of wrong passwords.
+    async with package_stack(backing, "fuzz", LOGIN_FAILURES_PER_ADDRESS="1000000", LOG_LEVEL="WARNING") as running:
+        yield running
 
 
 @pytest.fixture(scope="package")

@@ -3,42 +3,24 @@
 Every test here fails when the attack it names succeeds. One stack for the package, like tests/e2e.
 """
 
-import os
-import shutil
-
 import httpx
 import pytest
 
-from stack import LocalStack, free_port_env
 from tests.security.actors import Actors
-from tests.support.backing import scratch_dir
+from tests.support.stack import package_stack
 
 
 @pytest.fixture(scope="package")
 async def stack(backing):
-    data_dir = scratch_dir("copytrade-test-security-")
-    env = {
-        **free_port_env(data_dir),
-        **backing.env,
-        "BCRYPT_ROUNDS": "4",
-        "SHUTDOWN_DRAIN_SECONDS": "0",
-        # Failed logins from 127.0.0.1 are many here; the per-username budget is what is attacked.
-        "LOGIN_FAILURES_PER_ADDRESS": "10000",
-        # The secret scan reads every log line, so let the services say as much as they can.
-        "LOG_LEVEL": "DEBUG",
-    }
-    try:
-        async with LocalStack(env) as running:
-            # The mock broker's per-session login limits would turn the suite's many relinks into
-            # "broker unreachable", and its latency would only slow the suite: it attacks the platform.
-            async with httpx.AsyncClient(timeout=10) as client:
-                mock = f"http://127.0.0.1:{running.settings.mock_iifl_port}/_mock/config"
-                configured = await client.post(mock, json={"rate_limits": {"enabled": False}, "latency": {"kind": "zero"}})
-                assert configured.status_code == 200, configured.text
-            yield running
-    finally:
-        if not os.environ.get("KEEP_STACK_DATA"):
-            shutil.rmtree(data_dir, ignore_errors=True)
+    # The secret scan reads every log line, so let the services say as much as they can.
+    async with package_stack(backing, "security", LOG_LEVEL="DEBUG") as running:
+        # The mock broker's per-session login limits would turn the suite's many relinks into
+        # "broker unreachable", and its latency would only slow the suite: it attacks the platform.
+        async with httpx.AsyncClient(timeout=10) as client:
+            mock = f"http://127.0.0.1:{running.settings.mock_iifl_port}/_mock/config"
+            configured = await client.post(mock, json={"rate_limits": {"enabled": False}, "latency": {"kind": "zero"}})
+            assert configured.status_code == 200, configured.text
+        yield running
 
 
 @pytest.fixture
