@@ -27,9 +27,12 @@ start: install
 test: install
 	$(PY) -m pytest -q
 
-## lint: the API definitions (buf, STANDARD) and the Python (ruff)
+## lint: the API definitions (buf lint, STANDARD; buf breaking against the previous commit), generated
+## code and descriptor sets matching the protos, and the Python (ruff)
 lint: install
 	$(VENV)/bin/buf lint
+	if git rev-parse -q --verify HEAD~1 >/dev/null; then $(VENV)/bin/buf breaking --against '.git#ref=HEAD~1'; fi
+	$(PY) scripts/gen_protos.py --check
 	$(VENV)/bin/ruff check .
 
 clean:

@@ -1,4 +1,5 @@
-"""Generate the Python API package and Envoy's descriptor set from protos/, in one step.
+"""Generate the Python API package and Envoy's descriptor set from protos/, in one step
+(`--check`: regenerate aside and fail if what is in place differs).
 
 Both outputs come from the same .proto files in the same run, so they cannot drift apart:
 - Python messages, stubs and type stubs into `copytrade/<service>/v1/` (imported by every service);
@@ -51,34 +52,50 @@ def _ensure_packages(out_root: Path, proto_files: list[Path]) -> None:
             folder = folder.parent
 
 
-def main() -> None:
+def generate(out_root: Path, descriptor_set: Path, openapi_document: Path) -> list[str]:
+    """Every output, under `out_root` (the Python package) and at the two paths given."""
     proto_files = sorted(PROTO_ROOT.rglob("*.proto"))
     if not proto_files:
         sys.exit(f"no .proto files under {PROTO_ROOT}")
     rel = [str(p.relative_to(PROTO_ROOT)) for p in proto_files]
     includes = [f"-I{PROTO_ROOT}", f"-I{THIRD_PARTY}", f"-I{_protoc_include()}"]
 
-    _run([*includes, f"--python_out={ROOT}", f"--pyi_out={ROOT}", f"--grpc_python_out={ROOT}", *rel])
-    _ensure_packages(ROOT, proto_files)
+    _run([*includes, f"--python_out={out_root}", f"--pyi_out={out_root}", f"--grpc_python_out={out_root}", *rel])
+    _ensure_packages(out_root, proto_files)
 
-    DESCRIPTOR_SET.parent.mkdir(exist_ok=True)
-    _run(
-        [
-            *includes,
-            "--include_imports",
-            f"--descriptor_set_out={DESCRIPTOR_SET}",
-            *rel,
-            *ERROR_PROTOS,
-        ]
-    )
-    _write_openapi(includes, rel)
+    descriptor_set.parent.mkdir(parents=True, exist_ok=True)
+    _run([*includes, "--include_imports", f"--descriptor_set_out={descriptor_set}", *rel, *ERROR_PROTOS])
+    _write_openapi(includes, rel, openapi_document)
+    return rel
+
+
+def check() -> int:
+    """Regenerate into a scratch folder and compare with what is in place: 0 when identical."""
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        generate(root, root / "api.binpb", root / "openapi.json")
+        fresh = {path.relative_to(root): path.read_bytes() for path in (root / "copytrade").rglob("*") if path.is_file()}
+        fresh[DESCRIPTOR_SET.relative_to(ROOT)] = (root / "api.binpb").read_bytes()
+        fresh[OPENAPI_DOCUMENT.relative_to(ROOT)] = (root / "openapi.json").read_bytes()
+    stale = [str(rel) for rel, content in sorted(fresh.items()) if not (ROOT / rel).is_file() or (ROOT / rel).read_bytes() != content]
+    if stale:
+        print("generated code is not what protos/ gives now; run `make gen`:", *stale, sep="\n  ")
+        return 1
+    print(f"generated code, {DESCRIPTOR_SET.relative_to(ROOT)} and {OPENAPI_DOCUMENT.relative_to(ROOT)} match protos/")
+    return 0
+
+
+def main() -> None:
+    if "--check" in sys.argv[1:]:
+        sys.exit(check())
+    rel = generate(ROOT, DESCRIPTOR_SET, OPENAPI_DOCUMENT)
     print(
         f"generated {len(rel)} protos into copytrade/, {DESCRIPTOR_SET.relative_to(ROOT)} "
         f"and {OPENAPI_DOCUMENT.relative_to(ROOT)}"
     )
 
 
-def _write_openapi(includes: list[str], rel: list[str]) -> None:
+def _write_openapi(includes: list[str], rel: list[str], openapi_document: Path) -> None:
     # The same set as Envoy's plus source info, whose comments become the document's descriptions
     # (Envoy's own set goes without them: it needs none and loads faster).
     from google.protobuf import descriptor_pb2
@@ -92,7 +109,7 @@ def _write_openapi(includes: list[str], rel: list[str]) -> None:
         _run([*includes, "--include_imports", "--include_source_info", f"--descriptor_set_out={with_comments}", *rel])
         descriptor_set = descriptor_pb2.FileDescriptorSet.FromString(with_comments.read_bytes())
     document = build_openapi(descriptor_set, version=VERSION)
-    OPENAPI_DOCUMENT.write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n")
+    openapi_document.write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n")
 
 
 if __name__ == "__main__":
