@@ -43,8 +43,9 @@ log = structlog.get_logger("copytrade.orders.projection")
 DURABLE = "orders-projection"
 BATCH = 512
 # nats-py's fetch(n) returns once n updates came or this passed since the first did: the longest an
-# update waits to be batched with others. Idle, it costs one pull request per interval.
-BATCH_WAIT_SECONDS = 0.2
+# update waits to be batched with others. Idle, it costs one pull request per interval. Kept short:
+# WatchOrders waits for a new copy's row here before it tells the follower (for the copy's id).
+BATCH_WAIT_SECONDS = 0.05
 # An update that came before the one carrying its order's details waits for it.
 RETRY_SECONDS = 1.0
 
