@@ -76,6 +76,7 @@ class Pipeline:
         self._channel: grpc.aio.Channel | None = None
         self._task: asyncio.Task[None] | None = None
         self._consumer: OrdersConsumer | None = None
+        self._replication: Replication | None = None
 
     async def start(self, nats: Client | None = None) -> None:
         """Join the durable consumer and start working; on `nats` when given (the process's own
@@ -98,6 +99,7 @@ class Pipeline:
             capital=self._capital,
             instruments=self._instruments or await asyncio.to_thread(ContractMaster.load),
         )
+        self._replication = replication
         consumer = OrdersConsumer(js, replication.run, **self._consumer_options)
         await consumer.subscribe()
         self._consumer = consumer
@@ -116,6 +118,9 @@ class Pipeline:
         if self._consumer is not None:
             await self._consumer.stop(grace_seconds)
             self._consumer = None
+        if self._replication is not None:
+            await self._replication.funds.close()  # a background funds read needs the channel
+            self._replication = None
         if self._channel is not None:
             await self._channel.close()
             self._channel = None

@@ -92,10 +92,6 @@ class FundsCache:
         if stale:
             self._refresh(stale)
 
-    def forget(self, account_ids: Iterable[int]) -> None:
-        for account_id in account_ids:
-            self._entries.pop(account_id, None)
-
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
