@@ -28,12 +28,13 @@ test: install
 	$(PY) -m pytest -q
 
 ## lint: the API definitions (buf lint, STANDARD; buf breaking against the previous commit), generated
-## code and descriptor sets matching the protos, and the Python (ruff)
+## code and descriptor sets matching the protos, and the Python (ruff; mypy, configured in pyproject.toml)
 lint: install
 	$(VENV)/bin/buf lint
 	if git rev-parse -q --verify HEAD~1 >/dev/null; then $(VENV)/bin/buf breaking --against '.git#ref=HEAD~1'; fi
 	$(PY) scripts/gen_protos.py --check
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf build .pytest_cache

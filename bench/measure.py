@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TypedDict
 
 import aiohttp
 import asyncpg
@@ -27,8 +28,21 @@ from bench.population import User
 from copytrade.orders.v1 import orders_pb2, orders_pb2_grpc
 from services.replicator.pipeline.store import tag_for
 
+
 # A LIMIT buy of RELIANCE at its reference price, intraday: accepted by the mock and filled there.
-ORDER = {
+class OrderFields(TypedDict):
+    """A PlaceOrderRequest's fields: its keyword arguments, and the REST body as they are."""
+
+    symbol: str
+    exchange: str
+    side: str
+    order_type: str
+    product: str
+    quantity: int
+    price: float
+
+
+ORDER: OrderFields = {
     "symbol": "RELIANCE",
     "exchange": "NSE",
     "side": "BUY",
@@ -230,15 +244,18 @@ def _vm_hwm_kb(pid: int) -> int:
 def bare_limit(orders: int, mock_url: str, mock_h2_url: str, repeat: int) -> list[dict]:
     """The same N orders fired straight at the same mock by a plain asyncio (aiohttp) client in its
     own process, nothing in between: the floor a fan-out can approach."""
-    runs = []
+    runs: list[dict] = []
     for _ in range(repeat):
-        output = subprocess.run(
+        finished = subprocess.run(
             [
                 sys.executable, "-m", "services.broker_gateway.brokers.bench",
                 "--mock", mock_url, "--mock-h2", mock_h2_url,
                 "--orders", str(orders), "--clients", "aiohttp",
             ],
-            check=True, capture_output=True, text=True, timeout=300,
-        ).stdout
+            check=False, capture_output=True, text=True, timeout=300,
+        )
+        if finished.returncode != 0:
+            raise RuntimeError(f"the bare-limit client failed ({finished.returncode}): {finished.stderr[-2000:]}")
+        output = finished.stdout
         runs.extend(json.loads(line) for line in output.splitlines() if line.startswith("{"))
     return runs

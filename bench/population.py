@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 import aiohttp
 import grpc
@@ -24,7 +25,16 @@ from stack import LocalStack
 
 PASSWORD = "BenchPassword123!"
 CONCURRENCY = 64
-STRATEGIES: tuple[dict[str, object], ...] = (
+class Strategy(TypedDict, total=False):
+    """A FollowRequest's copy settings, as its keyword arguments."""
+
+    copy_strategy: str
+    fixed_quantity: int
+    ratio: float
+    percentage: float
+
+
+STRATEGIES: tuple[Strategy, ...] = (
     {"copy_strategy": "FIXED_QUANTITY", "fixed_quantity": 1},
     {"copy_strategy": "FIXED_RATIO", "ratio": 0.5},
     {"copy_strategy": "PERCENTAGE", "percentage": 1},
@@ -97,7 +107,7 @@ class Builder:
             metadata=user.metadata,
         )
 
-    async def build(self, followers: int, follows: dict[str, Sequence[int]]) -> Population:
+    async def build(self, followers: int, follows: Mapping[str, Sequence[int]]) -> Population:
         """`followers` followers; follows maps each master's name to the indexes of its followers."""
         population = Population()
         followed_by: dict[int, list[str]] = {}

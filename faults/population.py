@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypedDict
 
 import aiohttp
 import grpc
@@ -15,7 +16,19 @@ from copytrade.orders.v1 import orders_pb2, orders_pb2_grpc
 from stack import LocalStack
 
 # A LIMIT buy of RELIANCE at its reference price, intraday (bench.measure's): accepted and filled.
-ORDER = {
+class OrderFields(TypedDict):
+    """A PlaceOrderRequest's fields: its keyword arguments, and the REST body as they are."""
+
+    symbol: str
+    exchange: str
+    side: str
+    order_type: str
+    product: str
+    quantity: int
+    price: float
+
+
+ORDER: OrderFields = {
     "symbol": "RELIANCE",
     "exchange": "NSE",
     "side": "BUY",

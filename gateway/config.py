@@ -12,6 +12,7 @@ import importlib
 import json
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import yaml
 from envoy.config.bootstrap.v3 import bootstrap_pb2
@@ -42,7 +43,11 @@ _EXTENSION_MODULES = (
     "envoy.extensions.upstreams.http.v3.http_protocol_options_pb2",
     "envoy.extensions.access_loggers.stream.v3.stream_pb2",
     "envoy.extensions.resource_monitors.downstream_connections.v3.downstream_connections_pb2",
+    "envoy.config.trace.v3.opentelemetry_pb2",
+    "envoy.extensions.transport_sockets.tls.v3.tls_pb2",
 )
+# The cluster Envoy sends its spans to, when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+OTLP_CLUSTER = "opentelemetry_collector"
 
 
 def write_config(
@@ -109,7 +114,7 @@ def build_bootstrap(
         "admin": {"address": upstreams.address("127.0.0.1", settings.envoy_admin_port)},
         "static_resources": {
             "listeners": [_listener(settings, routes, descriptor, jwks_file, bind_host, requests_per_second)],
-            "clusters": upstreams.clusters(settings, routes),
+            "clusters": upstreams.clusters(settings, routes) + _otlp_clusters(settings),
         },
         "overload_manager": {
             "resource_monitors": [
@@ -162,6 +167,7 @@ def _listener(
         "http2_protocol_options": {"override_stream_error_on_invalid_http_message": True},
         "local_reply_config": filters.local_reply_config(),
         "access_log": [_access_log()],
+        **_tracing(settings),
         "route_config": upstreams.route_config(routes),
         "http_filters": filters.http_filters(
             descriptor=descriptor,
@@ -181,6 +187,75 @@ def _listener(
     }
 
 
+def _otlp_endpoint(settings: Settings) -> tuple[str, int, bool] | None:
+    """(host, port, tls) of the OTLP/gRPC collector, or None when tracing is off."""
+    endpoint = settings.otel_exporter_otlp_endpoint.strip()
+    if not endpoint:
+        return None
+    parsed = urlsplit(endpoint)
+    try:
+        port = parsed.port or 4317
+    except ValueError:
+        raise ConfigError(f"OTEL_EXPORTER_OTLP_ENDPOINT {endpoint!r} has no valid port") from None
+    if not parsed.hostname:
+        raise ConfigError(f"OTEL_EXPORTER_OTLP_ENDPOINT {endpoint!r} has no host")
+    return parsed.hostname, port, parsed.scheme == "https"
+
+
+def _tracing(settings: Settings) -> dict[str, object]:
+    """The connection manager's tracing: each request a span (the root of a master order's trace),
+    exported over OTLP, its traceparent sent on to the service. Nothing when tracing is off, and an
+    incoming traceparent then simply passes through."""
+    if _otlp_endpoint(settings) is None:
+        return {}
+    return {
+        "tracing": {
+            "provider": {
+                "name": "envoy.tracers.opentelemetry",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig",
+                    "grpc_service": {"envoy_grpc": {"cluster_name": OTLP_CLUSTER}, "timeout": "1s"},
+                    "service_name": "envoy",
+                },
+            },
+            # Envoy's default also samples every request; said here because the services follow it.
+            "random_sampling": {"value": 100},
+        }
+    }
+
+
+def _otlp_clusters(settings: Settings) -> list[dict[str, object]]:
+    endpoint = _otlp_endpoint(settings)
+    if endpoint is None:
+        return []
+    host, port, tls = endpoint
+    cluster: dict[str, object] = {
+        "name": OTLP_CLUSTER,
+        "type": "STRICT_DNS",
+        "dns_lookup_family": "V4_PREFERRED",
+        "connect_timeout": "2s",
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            }
+        },
+        "load_assignment": {
+            "cluster_name": OTLP_CLUSTER,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": upstreams.address(host, port)}}]}],
+        },
+    }
+    if tls:
+        cluster["transport_socket"] = {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                "sni": host,
+            },
+        }
+    return [cluster]
+
+
 def _access_log() -> dict[str, object]:
     fields = {
         "time": "%START_TIME%",
@@ -196,6 +271,8 @@ def _access_log() -> dict[str, object]:
         "cluster": "%UPSTREAM_CLUSTER%",
         "client": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
         "request_id": "%REQ(X-REQUEST-ID)%",
+        # The request's trace (empty with tracing off), to find its spans from an access log line.
+        "trace_id": "%TRACE_ID%",
     }
     return {
         "name": "envoy.access_loggers.stdout",

@@ -498,11 +498,13 @@ class _Builder:
         if exclude:
             # The body of a method with path variables: the message without the fields the path carries.
             inline = copy.deepcopy(self._object_schema(message, direction))
-            properties = inline.get("properties", {})
-            for name in exclude:
-                properties.pop(name, None)  # type: ignore[union-attr]
-            if "required" in inline:
-                inline["required"] = [r for r in inline["required"] if r not in exclude]  # type: ignore[union-attr]
+            properties = inline.get("properties")
+            if isinstance(properties, dict):
+                for name in exclude:
+                    properties.pop(name, None)
+            required = inline.get("required")
+            if isinstance(required, list):
+                inline["required"] = [r for r in required if r not in exclude]
                 if not inline["required"]:
                     del inline["required"]
             return inline
@@ -538,7 +540,7 @@ class _Builder:
         return schema
 
     def _int64_schema(self, direction: str, *, unsigned: bool) -> dict[str, object]:
-        text = {"type": "string", "format": "uint64" if unsigned else "int64", "pattern": "^[0-9]+$" if unsigned else "^-?[0-9]+$"}
+        text: dict[str, object] = {"type": "string", "format": "uint64" if unsigned else "int64", "pattern": "^[0-9]+$" if unsigned else "^-?[0-9]+$"}
         if direction == "response":
             return text
         number = {"type": "integer", "format": "int64", "minimum": 0 if unsigned else _INT64_MIN}

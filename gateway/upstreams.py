@@ -85,15 +85,33 @@ def _service_action(cluster: str, idle_timeout: str) -> dict[str, object]:
     }
 
 
-def _split_target(target: str) -> tuple[str, int]:
-    host, _, port = target.rpartition(":")
-    if not host or not port.isdigit():
-        raise ConfigError(f"gRPC target {target!r} is not host:port")
+def target_endpoints(target: str) -> list[tuple[str, int]]:
+    """The (host, port) of every server a gRPC target names, in the forms grpcio accepts too:
+    `host:port`, `dns:///host:port`, or a list of replicas as `ipv4:host:port,host:port` (`ipv6:`)."""
+    scheme, _, rest = target.partition(":")
+    if scheme in ("ipv4", "ipv6"):
+        addresses = rest.split(",")
+    elif scheme == "dns":
+        # dns:host:port, dns:///host:port or dns://resolver/host:port: Envoy uses its own resolver.
+        addresses = [rest.removeprefix("//").partition("/")[2] if rest.startswith("//") else rest]
+    elif "," in target:
+        raise ConfigError(f"gRPC target {target!r}: list several servers as ipv4:host:port,host:port")
+    else:
+        addresses = [target]
+    return [_split_address(target, address.strip()) for address in addresses]
+
+
+def _split_address(target: str, address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"gRPC target {target!r}: {address!r} is not host:port")
     return host.strip("[]"), int(port)
 
 
 def _cluster(name: str, target: str, health_service_name: str) -> dict[str, object]:
-    host, port = _split_target(target)
+    # Every replica is an endpoint; each is resolved (a compose service name resolves to every
+    # container of the service) and balanced round robin, and Envoy health-checks each host.
+    endpoints = [{"endpoint": {"address": address(host, port)}} for host, port in target_endpoints(target)]
     return {
         "name": name,
         # Resolves docker service names as well as 127.0.0.1, and follows a container's new address.
@@ -128,6 +146,6 @@ def _cluster(name: str, target: str, health_service_name: str) -> dict[str, obje
         ],
         "load_assignment": {
             "cluster_name": name,
-            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": address(host, port)}}]}],
+            "endpoints": [{"lb_endpoints": endpoints}],
         },
     }

@@ -332,7 +332,15 @@ class Control:
 
     def _summary(self, account: Account, by_tag: bool) -> dict:
         book = account.book
-        summary = {
+        orders: dict[str, object] = {
+            "count": len(book.orders),
+            "duplicates": book.duplicates,
+            "untagged": book.untagged,
+            "by_status": book.by_status(),
+        }
+        if by_tag:
+            orders["by_tag"] = dict(book.tag_counts)
+        return {
             "dialect": account.dialect,
             "client_id": account.client_id,
             "app_key": account.app_key,
@@ -340,12 +348,7 @@ class Control:
             "funds": str(account.funds),
             "utilized_margin": str(book.utilized_margin),
             "sessions_created": account.sessions_created,
-            "orders": {
-                "count": len(book.orders),
-                "duplicates": book.duplicates,
-                "untagged": book.untagged,
-                "by_status": book.by_status(),
-            },
+            "orders": orders,
             "requests": {
                 "place_items": book.place_items,
                 "dedupe_hits": book.dedupe_hits,
@@ -356,9 +359,6 @@ class Control:
             "trades": len(book.trades),
             "config": account.config.model_dump(mode="json", exclude_none=True),
         }
-        if by_tag:
-            summary["orders"]["by_tag"] = dict(book.tag_counts)
-        return summary
 
     def _order(self, order: Order) -> dict:
         return {

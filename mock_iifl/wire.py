@@ -7,6 +7,7 @@ as it is; `DROP` means "close without answering" (HTTP/1.1: the connection; HTTP
 
 from __future__ import annotations
 
+import enum
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,12 +36,16 @@ class Response:
     content_type: str = "application/json"
 
 
-class _Drop:
+class _Drop(enum.Enum):
+    # A one-member enum rather than a plain object, so that `reply is DROP` tells type checkers the rest
+    # of the branch has a Response.
+    DROP = "DROP"
+
     def __repr__(self) -> str:
         return "DROP"
 
 
-DROP: Final = _Drop()
+DROP: Final = _Drop.DROP
 Reply = Response | _Drop
 
 

@@ -34,6 +34,10 @@ def _loopback(host: str) -> str:
     return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
 
 
+def _metrics_address(port: int) -> str:
+    return f" (metrics :{port}/metrics)" if port else ""
+
+
 def grpc_service(name: str, module: str | None = None) -> App:
     """A `python -m services.<name>` gRPC server on its <name>_grpc_port, ready when health says SERVING."""
 
@@ -45,7 +49,7 @@ def grpc_service(name: str, module: str | None = None) -> App:
             name=name,
             argv=python_module(module or f"services.{name}"),
             env=ctx.env,
-            address=f"{settings.grpc_bind_host}:{port}",
+            address=f"{settings.grpc_bind_host}:{port}" + _metrics_address(settings.metrics_port(name)),
             ready=lambda: probes.grpc_serving(target),
             # The service drains (health NOT_SERVING so Envoy moves away) before its grace period.
             stop_timeout=settings.shutdown_drain_seconds + settings.shutdown_grace_seconds + 5,
@@ -82,11 +86,12 @@ SERVICES = ("auth", "orders", "replicator", "broker_gateway")
 APPS: tuple[App, ...] = (*(grpc_service(name) for name in SERVICES), mock_iifl())
 
 # Services the stack can run more than once, and the variable that says how many times (default 1).
-# Replica 1 is the service as always (its name, its <name>_grpc_port, the one Envoy routes to);
-# replica i is named "<name>-<i>" and listens on <NAME>_GRPC_PORT_<i> (a free port when unset).
+# Replica 1 is the service as always (its name, its <name>_grpc_port); replica i is named
+# "<name>-<i>" and listens on <NAME>_GRPC_PORT_<i> (a free port when unset).
 # Replicators share the durable JetStream consumer, so they split the master orders; with more than
 # one broker gateway every replicator gets all of them as its BROKER_GATEWAY_GRPC_TARGET (unless that
-# is set), a list its channel balances round-robin. Envoy and the other services keep replica 1.
+# is set), a list its channel balances round-robin. Envoy gets every replica of each in its
+# <NAME>_GRPC_TARGET (replica_target) and balances them round robin; the other services keep replica 1.
 REPLICA_VARIABLES = {"replicator": "REPLICATOR_REPLICAS", "broker_gateway": "BROKER_GATEWAY_REPLICAS"}
 MAX_REPLICAS = 8
 
@@ -106,20 +111,25 @@ def replica_port_variable(name: str, index: int) -> str:
     return f"{name.upper()}_GRPC_PORT_{index}"
 
 
+def replica_metrics_port_variable(name: str, index: int) -> str:
+    return f"{name.upper()}_METRICS_PORT_{index}"
+
+
 def replica_port_env(env: Mapping[str, str]) -> dict[str, str]:
-    """A free loopback port for every extra replica whose port variable is unset, as variables."""
+    """A free loopback port for every extra replica whose gRPC or metrics port variable is unset,
+    as variables."""
     chosen: dict[str, str] = {}
     sockets = []
     try:
         for name in REPLICA_VARIABLES:
             for index in range(2, replicas(env, name) + 1):
-                variable = replica_port_variable(name, index)
-                if env.get(variable):
-                    continue
-                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                sockets.append(sock)  # held until all are chosen, so no two replicas share a port
-                sock.bind(("127.0.0.1", 0))
-                chosen[variable] = str(sock.getsockname()[1])
+                for variable in (replica_port_variable(name, index), replica_metrics_port_variable(name, index)):
+                    if env.get(variable):
+                        continue
+                    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                    sockets.append(sock)  # held until all are chosen, so no two replicas share a port
+                    sock.bind(("127.0.0.1", 0))
+                    chosen[variable] = str(sock.getsockname()[1])
     finally:
         for sock in sockets:
             sock.close()
@@ -138,10 +148,31 @@ def replica_ports(ctx: StackContext, name: str) -> list[int]:
     return ports
 
 
+def replica_metrics_port(ctx: StackContext, name: str, index: int) -> int:
+    """The metrics port of replica `index` (> 1): <NAME>_METRICS_PORT_<i>, or 0 (none) when the
+    service's own metrics are off or the variable is unset."""
+    if ctx.settings.metrics_port(name) == 0:
+        return 0
+    variable = replica_metrics_port_variable(name, index)
+    value = ctx.env.get(variable, "")
+    if value and (not value.isdigit() or not 0 <= int(value) <= 65535):
+        raise ValueError(f"{variable} must be a port number, not {value!r}")
+    return int(value or 0)
+
+
+def replica_target(ctx: StackContext, name: str) -> str | None:
+    """Every replica of a service as one gRPC target, `ipv4:HOST:P1,HOST:P2`, which grpcio channels
+    and the gateway's Envoy clusters both accept; None when it runs once or its target is set."""
+    ports = replica_ports(ctx, name)
+    if len(ports) < 2 or ctx.env.get(f"{name.upper()}_GRPC_TARGET"):
+        return None
+    host = _loopback(ctx.settings.grpc_bind_host)
+    return "ipv4:" + ",".join(f"{host}:{port}" for port in ports)
+
+
 def service_specs(ctx: StackContext) -> list[ProcessSpec]:
     """The services stage: every app of APPS, each followed by its extra replicas."""
-    gateway_ports = replica_ports(ctx, "broker_gateway")
-    host = _loopback(ctx.settings.grpc_bind_host)
+    gateway_target = replica_target(ctx, "broker_gateway")
     specs: list[ProcessSpec] = []
     for app in APPS:
         ports = replica_ports(ctx, app.name) if app.name in REPLICA_VARIABLES else [None]
@@ -151,10 +182,12 @@ def service_specs(ctx: StackContext) -> list[ProcessSpec]:
             if port is not None and index > 1:
                 env[f"{app.name.upper()}_GRPC_PORT"] = str(port)
                 updates[f"{app.name}_grpc_port"] = port
-            if app.name == "replicator" and len(gateway_ports) > 1 and not env.get("BROKER_GATEWAY_GRPC_TARGET"):
-                target = "ipv4:" + ",".join(f"{host}:{p}" for p in gateway_ports)
-                env["BROKER_GATEWAY_GRPC_TARGET"] = target
-                updates["broker_gateway_grpc_target"] = target
+                metrics_port = replica_metrics_port(ctx, app.name, index)
+                env[f"{app.name.upper()}_METRICS_PORT"] = str(metrics_port)
+                updates[f"{app.name}_metrics_port"] = metrics_port
+            if app.name == "replicator" and gateway_target:
+                env["BROKER_GATEWAY_GRPC_TARGET"] = gateway_target
+                updates["broker_gateway_grpc_target"] = gateway_target
             replica_ctx = StackContext(ctx.settings.model_copy(update=updates), env) if updates else ctx
             spec = app.spec(replica_ctx)
             if index > 1:
@@ -174,10 +207,13 @@ def envoy_config_path(ctx: StackContext) -> Path:
 
 
 def gateway_config_spec(ctx: StackContext) -> ProcessSpec:
+    # Envoy's cluster of a replicated service lists every replica, so calls through it reach them all.
+    targets = {name: replica_target(ctx, name) for name in REPLICA_VARIABLES}
+    env = {**ctx.env, **{f"{name.upper()}_GRPC_TARGET": target for name, target in targets.items() if target}}
     return ProcessSpec(
         name="gateway-config",
         argv=python_module("gateway", "--out", str(envoy_config_path(ctx).parent)),
-        env=ctx.env,
+        env=env,
         cwd=WORKING_DIR,
     )
 

@@ -6,6 +6,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -22,7 +23,8 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
     stack is often started with an environment of its own (tests on free ports, a temp DATA_DIR).
     """
     upper = {key.upper(): value for key, value in env.items()}
-    values = {name: upper[name.upper()] for name in Settings.model_fields if name.upper() in upper}
+    # Text as in the environment; pydantic converts and validates each value, as it does os.environ's.
+    values: dict[str, Any] = {name: upper[name.upper()] for name in Settings.model_fields if name.upper() in upper}
     try:
         return Settings(**values)
     except ValidationError as exc:

@@ -45,7 +45,8 @@ async def http_ok(host: str, port: int, path: str) -> bool:
 async def grpc_serving(target: str, service: str = "", timeout: float = 2.0) -> bool:
     """grpc.health.v1 Check: True when `service` ("" is the whole server) is SERVING."""
     async with grpc.aio.insecure_channel(target) as channel:
-        response = await health_pb2_grpc.HealthStub(channel).Check(
+        # types-grpcio-health-checking declares HealthStub without its methods; the generated class has Check.
+        response = await health_pb2_grpc.HealthStub(channel).Check(  # type: ignore[attr-defined]
             health_pb2.HealthCheckRequest(service=service), timeout=timeout
         )
     return response.status == health_pb2.HealthCheckResponse.SERVING

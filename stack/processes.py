@@ -10,6 +10,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 # Returns True once the process serves. An exception counts as "not yet" and is kept for the message
 # shown if the process never gets there.
@@ -189,7 +190,15 @@ class ManagedProcess:
         return "\n".join(text.strip("\n").splitlines()[-lines:])
 
 
-def _identity(user: str | None) -> dict[str, object]:
+class _Identity(TypedDict, total=False):
+    """The keyword arguments of create_subprocess_exec that run a child as another user."""
+
+    user: int
+    group: int
+    extra_groups: list[int]
+
+
+def _identity(user: str | None) -> _Identity:
     if user is None:
         return {}
     entry = pwd.getpwnam(user)

@@ -33,7 +33,11 @@ def run(metadata: MetaData, schema: str) -> None:
 
 
 async def _run_online(metadata: MetaData, schema: str) -> None:
-    engine = create_async_engine(context.config.get_main_option("sqlalchemy.url"))
+    url = context.config.get_main_option("sqlalchemy.url")
+    if not url:
+        # copytrade.core.migrate sets it from DATABASE_URL; a bare `alembic` run would not.
+        raise RuntimeError("alembic: sqlalchemy.url is not set; run migrations through copytrade.core.migrate")
+    engine = create_async_engine(url)
     try:
         async with engine.connect() as conn:
             await conn.run_sync(_migrate, metadata, schema)

@@ -24,6 +24,7 @@ import grpc
 import structlog
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import DecodeError, Message
+from sqlalchemy.exc import DBAPIError
 
 from copytrade.core import errors
 from copytrade.core.api_catalog import INTERNAL_SERVICES
@@ -283,6 +284,10 @@ async def _answer_error(exc: BaseException, method: str, context: grpc.aio.Servi
     if isinstance(exc, NotImplementedError):
         # The generated base servicer's answer for an RPC that is declared but not built yet.
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented yet")
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        # PostgreSQL restarted under a pooled connection: the pool has dropped it, a retry works.
+        log.warning("database connection lost during rpc", rpc=method)
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "the database connection was lost; try again")
     reference = uuid.uuid4().hex[:12]
     log.exception("unhandled error in rpc", rpc=method, reference=reference)
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error (reference {reference})")

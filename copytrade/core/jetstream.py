@@ -7,10 +7,13 @@ Streams (see protos/copytrade/events/v1/events.proto for the message bodies):
 - ORDER_UPDATES: `orders.updates.<user_id>`, every status change of every order.
 
 Both deduplicate on the `Nats-Msg-Id` header within DUPLICATE_WINDOW_SECONDS, so a publish repeated
-after a crash (an outbox row sent twice) is stored once.
+after a crash (an outbox row sent twice) is stored once. Each is kept on NATS_STREAM_REPLICAS servers
+of a NATS cluster (the replicator's durable consumer inherits that).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import nats
 from nats.aio.client import Client
@@ -32,6 +35,15 @@ def accepted_subject(master_user_id: int) -> str:
 
 def updates_subject(user_id: int) -> str:
     return f"orders.updates.{user_id}"
+
+
+# Core NATS (not a stream): the broker gateway says a user's linked account was linked, relinked or
+# unlinked, so that caches of who trades through which account drop that user at once.
+ACCOUNT_CHANGED_PREFIX = "broker.accounts.changed."
+
+
+def account_changed_subject(user_id: int) -> str:
+    return f"{ACCOUNT_CHANGED_PREFIX}{user_id}"
 
 
 STREAMS = (
@@ -65,9 +77,13 @@ async def connect(settings: Settings, name: str) -> Client:
     )
 
 
-async def ensure_streams(js: JetStreamContext) -> None:
-    """Create the platform's streams, or bring their configuration up to date; safe to repeat."""
-    for config in STREAMS:
+async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
+    """Create the platform's streams, or bring their configuration up to date; safe to repeat.
+
+    replicas is settings.nats_stream_replicas; changing it later rescales an existing stream.
+    """
+    for stream in STREAMS:
+        config = dataclasses.replace(stream, num_replicas=replicas)
         try:
             await js.stream_info(config.name)
         except NotFoundError:

@@ -1,4 +1,5 @@
-"""Structured logs: one JSON object per line, with the service name and any bound request fields."""
+"""Structured logs: one JSON object per line, with the service name, any bound request fields (the
+order, master order and follower ids of the order a line is about) and, with tracing on, the trace id."""
 
 from __future__ import annotations
 
@@ -7,17 +8,28 @@ import sys
 
 import structlog
 
+from copytrade.core import tracing
 from copytrade.core.settings import Settings
 
 # Keys whose values must never reach a log line, whatever a caller binds.
 _SECRET_KEYS = frozenset(
-    {"password", "token", "access_token", "refresh_token", "authorization", "secret", "jwt_secret", "api_secret"}
-)
+    {"password", "token", "access_token", "refresh_token", "authorization", "secret", "jwt_secret", "api_secret",
+     "app_secret", "secret_key", "auth_code", "session_token", "credentials"}
+)  # fmt: skip
 
 
 def _redact_secrets(_logger: object, _name: str, event: dict) -> dict:
     for key in event.keys() & _SECRET_KEYS:
         event[key] = "[redacted]"
+    return event
+
+
+def _add_trace_ids(_logger: object, _name: str, event: dict) -> dict:
+    # A line logged inside a span names its trace, so the logs of one order join its trace.
+    if tracing.ENABLED:
+        ids = tracing.current_ids()
+        if ids is not None:
+            event["trace_id"], event["span_id"] = ids
     return event
 
 
@@ -35,6 +47,7 @@ def configure_logging(settings: Settings, service: str) -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _add_trace_ids,
             _redact_secrets,
             structlog.processors.format_exc_info,
             renderer,

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import uvloop
 
 from copytrade.core.logging import configure_logging
 from copytrade.core.settings import Settings, load_settings
+from copytrade.core.tracing import init_tracing
 
 
-def run_service(name: str, serve: Callable[[Settings], Awaitable[None]]) -> None:
+def run_service(name: str, serve: Callable[[Settings], Coroutine[Any, Any, None]]) -> None:
     settings = load_settings()  # exits naming the bad variable
     configure_logging(settings, name)
+    init_tracing(settings, name)  # before any server or channel: they add its interceptors
     # uvloop: measurably faster for grpc.aio streaming (ENVOY_GRPC_NOTES 2.7); uvloop.run avoids
     # the event-loop policies deprecated in Python 3.14.
     uvloop.run(serve(settings))

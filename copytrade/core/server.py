@@ -1,5 +1,6 @@
 """The gRPC server every service runs: grpc.aio with health checking, reflection, the service
-interceptor, keepalive that tolerates Envoy's pings, and a graceful shutdown Envoy can follow."""
+interceptor, keepalive that tolerates Envoy's pings, and a graceful shutdown Envoy can follow.
+A process run with serve_until_signalled also serves its Prometheus metrics (copytrade/core/metrics.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from copytrade.core.interceptor import RevocationCheck, ServiceInterceptor
+from copytrade.core.metrics import MetricsEndpoint, MetricsInterceptor
 from copytrade.core.settings import Settings
+from copytrade.core.tracing import server_interceptors
 
 log = structlog.get_logger("copytrade.server")
 
@@ -54,7 +57,13 @@ class GrpcService:
         self.settings = settings
         self.name = name
         self._server = grpc.aio.server(
-            interceptors=[ServiceInterceptor(settings, public_methods=frozenset(public_methods), is_revoked=is_revoked)],
+            interceptors=[
+                # First, so that it counts the status the service interceptor's error mapping gave.
+                MetricsInterceptor(),
+                # Tracing (only when on): its span is current while the service interceptor logs.
+                *server_interceptors(),
+                ServiceInterceptor(settings, public_methods=frozenset(public_methods), is_revoked=is_revoked),
+            ],
             options=SERVER_OPTIONS,
         )
         self._health = health.aio.HealthServicer()
@@ -113,10 +122,16 @@ class GrpcService:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await self.start()
-        await stop.wait()
-        log.info("shutting down", drain_seconds=self.settings.shutdown_drain_seconds)
-        await self.stop()
+        # Here rather than in start(): tests run several services in one process, each calling start().
+        metrics = MetricsEndpoint.start(self.settings, self.name)
+        try:
+            await self.start()
+            await stop.wait()
+            log.info("shutting down", drain_seconds=self.settings.shutdown_drain_seconds)
+            await self.stop()
+        finally:
+            if metrics is not None:
+                metrics.close()
 
 
 Registration = tuple[Callable[[Any, grpc.aio.Server], None], Any, ServiceDescriptor]

@@ -11,6 +11,7 @@ import binascii
 import functools
 from enum import Enum
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -42,7 +43,10 @@ class Settings(BaseSettings):
     # Backing servers. Empty means "start the embedded one" (the local stack fills them in).
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:15432/copytrade"
     redis_url: str = "redis://127.0.0.1:16379/0"
+    # One NATS server, or several of a cluster comma-separated (the client fails over between them).
     nats_url: str = "nats://127.0.0.1:14222"
+    # Copies JetStream keeps of each stream: 1 on one server, 3 on a three-node cluster (survives a node).
+    nats_stream_replicas: int = Field(1, ge=1, le=5)
     database_pool_size: int = Field(10, ge=1, le=200)
 
     # Tokens.
@@ -67,6 +71,12 @@ class Settings(BaseSettings):
     orders_grpc_target: str = ""
     replicator_grpc_target: str = ""
     broker_gateway_grpc_target: str = ""
+    # Prometheus metrics: each service serves GET /metrics on grpc_bind_host:<its metrics port>; 0 turns
+    # it off. Extra replicas of the local stack get ports of their own (stack/apps.py).
+    auth_metrics_port: int = Field(19101, ge=0, le=65535)
+    orders_metrics_port: int = Field(19102, ge=0, le=65535)
+    replicator_metrics_port: int = Field(19103, ge=0, le=65535)
+    broker_gateway_metrics_port: int = Field(19104, ge=0, le=65535)
     # Seconds between health NOT_SERVING and the server's stop, so Envoy's health checks notice.
     shutdown_drain_seconds: float = Field(3.0, ge=0, le=60)
     shutdown_grace_seconds: float = Field(5.0, ge=0, le=120)
@@ -90,6 +100,11 @@ class Settings(BaseSettings):
     broker_warm_connections: int = Field(64, ge=0, le=10_000)
     # Requests at one broker at once, per process (services/broker_gateway/brokers/http.py Bounded).
     broker_max_in_flight: int = Field(1_000, ge=1, le=20_000)
+    # Replicator: a fan-out is sent as up to fanout_streams ExecuteFanout streams of at least
+    # fanout_stream_min_orders copies each, spread round-robin over the broker gateway replicas.
+    # Even with one gateway, the first stream's copies go out before the others' accounts are read.
+    fanout_streams: int = Field(4, ge=1, le=64)
+    fanout_stream_min_orders: int = Field(100, ge=1, le=20_000)
     broker_http_client: str = Field("aiohttp", pattern="^(aiohttp|httpx)$")
     broker_request_timeout_seconds: float = Field(5.0, gt=0, le=60)
     # How long one order may take in all, lookups and retries included, before it is reported UNKNOWN.
@@ -99,6 +114,10 @@ class Settings(BaseSettings):
     # The mock IIFL server of the local stack and the tests: HTTP/1.1 and an h2c listener.
     mock_iifl_port: int = Field(18801, ge=1, le=65535)
     mock_iifl_h2_port: int = Field(18802, ge=1, le=65535)
+
+    # Traces: the OTLP/gRPC collector every service and Envoy export spans to (the standard
+    # OTEL_EXPORTER_OTLP_ENDPOINT, e.g. http://127.0.0.1:4317). Empty: tracing is off, at no cost.
+    otel_exporter_otlp_endpoint: str = Field("", pattern=r"^(https?://[^\s/]+/?)?$")
 
     # Envoy gateway.
     envoy_port: int = Field(8000, ge=1, le=65535)
@@ -118,9 +137,15 @@ class Settings(BaseSettings):
         # Accept the plain libpq form that operators and managed databases hand out.
         for prefix in ("postgresql://", "postgres://"):
             if value.startswith(prefix):
-                return "postgresql+asyncpg://" + value[len(prefix) :]
+                value = "postgresql+asyncpg://" + value[len(prefix) :]
         if not value.startswith("postgresql+asyncpg://"):
             raise ValueError("must be a postgresql:// or postgresql+asyncpg:// URL")
+        base, _, query = value.partition("?")
+        if "sslmode=" in query:
+            # libpq's ?sslmode=require is asyncpg's ssl argument, with the same values.
+            pairs = parse_qsl(query, keep_blank_values=True)
+            params = [("ssl" if key == "sslmode" else key, item) for key, item in pairs]
+            value = f"{base}?{urlencode(params)}"
         return value
 
     @field_validator("redis_url")
@@ -190,6 +215,10 @@ class Settings(BaseSettings):
 
     def grpc_port(self, service: str) -> int:
         return int(getattr(self, f"{service}_grpc_port"))
+
+    def metrics_port(self, service: str) -> int:
+        """The port of the service's /metrics endpoint (0: none)."""
+        return int(getattr(self, f"{service}_metrics_port"))
 
 
 def load_settings() -> Settings:

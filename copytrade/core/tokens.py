@@ -51,17 +51,19 @@ class Principal:
 
 def issue_access_token(settings: Settings, user_id: int, role: str, now: float | None = None) -> tuple[str, Principal]:
     issued_at = int(now if now is not None else time.time())
+    expires_at = issued_at + settings.access_token_ttl_seconds
+    jti = uuid.uuid4().hex
     claims = {
         "iss": settings.jwt_issuer,
         "aud": settings.jwt_audience,
         "sub": str(user_id),
         "role": role,
         "iat": issued_at,
-        "exp": issued_at + settings.access_token_ttl_seconds,
-        "jti": uuid.uuid4().hex,
+        "exp": expires_at,
+        "jti": jti,
     }
     token = jwt.encode(claims, settings.jwt_secret, algorithm=ALGORITHM)
-    return token, Principal(user_id, role, claims["jti"], claims["exp"])
+    return token, Principal(user_id, role, jti, expires_at)
 
 
 def issue_service_token(settings: Settings, now: float | None = None) -> str:

@@ -36,9 +36,14 @@ class Call:
     received_at: datetime | None = None
 
     @property
-    def account(self) -> Account:
+    def live_session(self) -> Session:
+        """The caller's session, for the endpoints that require one (their route has auth=True)."""
         assert self.session is not None, "endpoint without a session"
-        return self.session.account
+        return self.session
+
+    @property
+    def account(self) -> Account:
+        return self.live_session.account
 
     def json(self) -> Any:
         """The body as JSON (numbers exact), or BadRequest."""

@@ -172,8 +172,8 @@ class IiflV1(Dialect):
         for item in items:
             stamp = iifl_time(self.state.clock.now())
             try:
-                request = self.state.broker.parsed(call.session, self._order_request, item)
-                order, _ = self.state.broker.place(call.session, request, call.request.peer, call.received_at)
+                request = self.state.broker.parsed(call.live_session, self._order_request, item)
+                order, _ = self.state.broker.place(call.live_session, request, call.request.peer, call.received_at)
             except Refusal as refusal:
                 results.append(
                     {"status": REFUSAL_CODES[refusal.kind], "message": refusal.message, "requestTime": stamp}
@@ -199,7 +199,7 @@ class IiflV1(Dialect):
         order_id = call.params[0]
         try:
             changes = self._changes(body)
-            self.state.broker.modify(call.session, order_id, changes, call.request.peer)
+            self.state.broker.modify(call.live_session, order_id, changes, call.request.peer)
         except Refusal as refusal:
             return inner_error(REFUSAL_CODES[refusal.kind], refusal.message)
         return ok(self._write_result(order_id))
@@ -207,7 +207,7 @@ class IiflV1(Dialect):
     def cancel(self, call: Call) -> Response:
         order_id = call.params[0]
         try:
-            self.state.broker.cancel(call.session, order_id, call.request.peer)
+            self.state.broker.cancel(call.live_session, order_id, call.request.peer)
         except Refusal as refusal:
             return inner_error(REFUSAL_CODES[refusal.kind], refusal.message)
         return ok(self._write_result(order_id))

@@ -179,7 +179,7 @@ class Xts(Dialect):
         )
 
     def logout(self, call: Call) -> Response:
-        call.session.alive = False
+        call.live_session.alive = False
         return success("s-user-0002", "Logged out successfully", {})
 
     # Orders.
@@ -187,8 +187,8 @@ class Xts(Dialect):
     def place(self, call: Call) -> Response:
         body = self._object(call)
         try:
-            request = self.state.broker.parsed(call.session, self._order_request, body)
-            order, _ = self.state.broker.place(call.session, request, call.request.peer, call.received_at)
+            request = self.state.broker.parsed(call.live_session, self._order_request, body)
+            order, _ = self.state.broker.place(call.live_session, request, call.request.peer, call.received_at)
         except Refusal as refusal:
             return error(REFUSAL_CODES[refusal.kind], refusal.message)
         return success("s-orders-0001", "Request sent", self._write_result(call.account, order))
@@ -213,7 +213,7 @@ class Xts(Dialect):
                 product=product,
             )
             order_id = str(as_int(body["appOrderID"], "appOrderID"))
-            order = self.state.broker.modify(call.session, order_id, changes, call.request.peer)
+            order = self.state.broker.modify(call.live_session, order_id, changes, call.request.peer)
         except Refusal as refusal:
             return error(REFUSAL_CODES[refusal.kind], refusal.message)
         return success("s-orders-0002", "Request sent", self._write_result(call.account, order))
@@ -224,7 +224,7 @@ class Xts(Dialect):
             raise BadRequest("appOrderID is required")
         try:
             order_id = str(as_int(raw_id, "appOrderID"))
-            order = self.state.broker.cancel(call.session, order_id, call.request.peer)
+            order = self.state.broker.cancel(call.live_session, order_id, call.request.peer)
         except Refusal as refusal:
             return error(REFUSAL_CODES[refusal.kind], refusal.message)
         return success("s-orders-0003", "Request sent", self._write_result(call.account, order))

@@ -1,5 +1,9 @@
 """Operator actions on users: disable, enable, delete. `python -m services.auth.admin disable NAME`.
 
+`python -m services.auth.admin service-token` prints a SERVICE token (valid ACCESS_TOKEN_TTL_SECONDS,
+signed with JWT_SECRET), which the internal services take: for grpcurl calls to the broker gateway's
+BrokerGatewayService or the user directory while diagnosing.
+
 A disabled or deleted user must lose access at once, not when their last access token expires:
 besides the row (which login and refresh check), each action sets or clears the Redis mark that
 every service's token check reads (`copytrade.core.redis.disabled_user_key`). Their refresh tokens
@@ -18,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from copytrade.core import db
 from copytrade.core.redis import create_redis, disabled_user_key
 from copytrade.core.settings import Settings
+from copytrade.core.tokens import issue_service_token
 from services.auth.models import User
 from services.auth.users import UserRepository
 
@@ -72,10 +77,17 @@ async def delete_user(settings: Settings, login_name: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.auth.admin", description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=("disable", "enable", "delete"))
-    parser.add_argument("user", help="username or email")
+    parser.add_argument("action", choices=("disable", "enable", "delete", "service-token"))
+    parser.add_argument("user", nargs="?", help="username or email (not for service-token)")
     args = parser.parse_args(argv)
     settings = Settings()
+    if args.action == "service-token":
+        if args.user:
+            parser.error("service-token takes no user")
+        print(issue_service_token(settings))
+        return 0
+    if not args.user:
+        parser.error(f"{args.action} needs a user (username or email)")
     try:
         if args.action == "delete":
             user_id = asyncio.run(delete_user(settings, args.user))

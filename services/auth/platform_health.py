@@ -33,7 +33,8 @@ class PlatformServicer(platform_pb2_grpc.PlatformServiceServicer):
     ) -> None:
         self._settings = settings
         self._docs = docs or ApiDocs()
-        self._checks: dict[str, Callable[[], Awaitable[None]]] = {
+        # A check passes when it returns, whatever it returns (Redis's ping answers True); it fails by raising.
+        self._checks: dict[str, Callable[[], Awaitable[object]]] = {
             "postgres": lambda: db.ping(engine),
             "redis": redis_client.ping,
             "nats": self._check_nats,
@@ -84,14 +85,17 @@ def _grpc_health_check(channel: grpc.aio.Channel, service: str) -> Callable[[], 
     stub = health_pb2_grpc.HealthStub(channel)
 
     async def check() -> None:
-        reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=CHECK_TIMEOUT_SECONDS)
+        # types-grpcio-health-checking declares HealthStub without its methods; the generated class has Check.
+        reply = await stub.Check(  # type: ignore[attr-defined]
+            health_pb2.HealthCheckRequest(service=service), timeout=CHECK_TIMEOUT_SECONDS
+        )
         if reply.status != health_pb2.HealthCheckResponse.SERVING:
             raise RuntimeError(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
 
     return check
 
 
-async def _timed(name: str, check: Callable[[], Awaitable[None]]) -> platform_pb2.DependencyHealth:
+async def _timed(name: str, check: Callable[[], Awaitable[object]]) -> platform_pb2.DependencyHealth:
     started = time.perf_counter()
     try:
         await asyncio.wait_for(check(), CHECK_TIMEOUT_SECONDS)

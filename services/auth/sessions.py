@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 
 from copytrade.core.settings import Settings
 from copytrade.core.tokens import Principal, new_refresh_token, revoked_key
+from services.auth import metrics
 
 
 def _refresh_key(token: str) -> str:
@@ -68,13 +69,20 @@ class LoginThrottle:
         """Seconds until another attempt is allowed, or None if it is allowed now."""
         user_key, addr_key = self._keys(username, address)
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.get(user_key).get(addr_key).ttl(user_key).ttl(addr_key)
+            # One call per line: redis-py types a pipeline's commands as awaitables, not as the
+            # pipeline they return, so chained calls do not type-check.
+            pipe.get(user_key)
+            pipe.get(addr_key)
+            pipe.ttl(user_key)
+            pipe.ttl(addr_key)
             user_failures, addr_failures, user_ttl, addr_ttl = await pipe.execute()
         waits = []
         if int(user_failures or 0) >= self._per_username:
             waits.append(max(int(user_ttl), 1))
+            metrics.USERNAME_LIMIT.inc()
         if int(addr_failures or 0) >= self._per_address:
             waits.append(max(int(addr_ttl), 1))
+            metrics.ADDRESS_LIMIT.inc()
         return max(waits) if waits else None
 
     async def record_failure(self, username: str, address: str) -> None:
@@ -82,7 +90,8 @@ class LoginThrottle:
             for key in self._keys(username, address):
                 # SET NX EX then INCR (INCR keeps the TTL): the window starts at the first failure.
                 # Not EXPIRE NX, which the embedded Redis 6.2 lacks.
-                pipe.set(key, 0, ex=self._window, nx=True).incr(key)
+                pipe.set(key, 0, ex=self._window, nx=True)
+                pipe.incr(key)
             await pipe.execute()
 
     async def record_success(self, username: str) -> None:

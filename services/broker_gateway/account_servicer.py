@@ -11,6 +11,7 @@ from copytrade.broker.v1 import broker_pb2, broker_pb2_grpc
 from copytrade.core.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from copytrade.core.interceptor import caller
 from copytrade.core.settings import Settings
+from services.broker_gateway.account_changes import AccountChanges
 from services.broker_gateway.accounts import AccountRepository
 from services.broker_gateway.brokers.base import (
     BrokerError,
@@ -77,12 +78,18 @@ def _secret(field: str, value: str, *, required: bool) -> str:
 
 class BrokerAccountServicer(broker_pb2_grpc.BrokerAccountServiceServicer):
     def __init__(
-        self, settings: Settings, accounts: AccountRepository, vault: CredentialsVault, sessions: SessionManager
+        self,
+        settings: Settings,
+        accounts: AccountRepository,
+        vault: CredentialsVault,
+        sessions: SessionManager,
+        changes: AccountChanges | None = None,
     ) -> None:
         self._settings = settings
         self._accounts = accounts
         self._vault = vault
         self._sessions = sessions
+        self._changes = changes or AccountChanges()
 
     async def LinkAccount(self, request: broker_pb2.LinkAccountRequest, context: grpc.aio.ServicerContext):
         user = caller()
@@ -115,6 +122,7 @@ class BrokerAccountServicer(broker_pb2_grpc.BrokerAccountServiceServicer):
                 status_reason="" if session else "log in at IIFL, then relink with the auth code",
             )
         )
+        await self._changes.changed(account.user_id)
         return broker_pb2.LinkAccountResponse(account=account_message(account, self._settings))
 
     async def GetLinkedAccount(self, request: broker_pb2.GetLinkedAccountRequest, context: grpc.aio.ServicerContext):
@@ -145,6 +153,7 @@ class BrokerAccountServicer(broker_pb2_grpc.BrokerAccountServiceServicer):
             new_credentials=(self._vault.seal_credentials(stored), hint(stored.app_key)) if replaced else None,
         )
         self._sessions.forget(account.id)
+        await self._changes.changed(account.user_id)
         if updated is None:
             raise NotFound("the linked account was removed meanwhile", field="account")
         return broker_pb2.RelinkAccountResponse(account=account_message(updated, self._settings))
@@ -153,6 +162,7 @@ class BrokerAccountServicer(broker_pb2_grpc.BrokerAccountServiceServicer):
         account = await self._own_account()
         await self._accounts.delete_for_user(account.user_id)
         self._sessions.forget(account.id)
+        await self._changes.changed(account.user_id)
         return broker_pb2.UnlinkAccountResponse()
 
     async def _own_account(self) -> LinkedAccount:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any, cast
 
 from sqlalchemy import BigInteger, any_, bindparam, delete, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import defer
@@ -111,7 +113,11 @@ class AccountRepository:
 
     async def delete_for_user(self, user_id: int) -> bool:
         async with self._sessions() as session:
-            result = await session.execute(delete(LinkedAccount).where(LinkedAccount.user_id == user_id))
+            # A DELETE's result is a CursorResult (it has rowcount); SQLAlchemy types execute() as Result.
+            result = cast(
+                CursorResult[Any],
+                await session.execute(delete(LinkedAccount).where(LinkedAccount.user_id == user_id)),
+            )
             await session.commit()
             return bool(result.rowcount)
 

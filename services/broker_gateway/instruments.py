@@ -289,20 +289,15 @@ class _Validation:
             )
         return None
 
-    def _prices(self, instrument: Instrument, side: Side, order_type: OrderType):
-        price = _price(self.order.price)
-        trigger = _price(self.order.trigger_price)
-        for name, value in (("price", price), ("trigger_price", trigger)):
-            if isinstance(value, str):
-                return Invalid("INVALID_ORDER", f"{name}: {value!r} is not a decimal number", name)
-            if value is not None and value <= 0:
-                return Invalid("INVALID_ORDER", f"{name}: must be positive", name)
-            if value is not None and not on_tick(value, instrument.tick_size):
-                return Invalid(
-                    "INVALID_ORDER",
-                    f"{name}: {value} is not a multiple of the tick size {instrument.tick_size} of {instrument.symbol}",
-                    name,
-                )
+    def _prices(
+        self, instrument: Instrument, side: Side, order_type: OrderType
+    ) -> Invalid | tuple[Decimal | None, Decimal | None]:
+        price = self._price_field("price", self.order.price, instrument)
+        if isinstance(price, Invalid):
+            return price
+        trigger = self._price_field("trigger_price", self.order.trigger_price, instrument)
+        if isinstance(trigger, Invalid):
+            return trigger
         needs_price = order_type in (OrderType.LIMIT, OrderType.SL)
         needs_trigger = order_type in (OrderType.SL, OrderType.SL_M)
         kind = order_type.name
@@ -316,7 +311,7 @@ class _Validation:
             return Invalid(
                 "INVALID_ORDER", f"trigger_price: must be empty for a {kind} order", "trigger_price"
             )
-        if order_type is OrderType.SL:
+        if order_type is OrderType.SL and price is not None and trigger is not None:
             # A buy stop triggers on the way up and buys at most at its limit; a sell stop mirrors it.
             if side is Side.BUY and trigger > price:
                 return Invalid(
@@ -331,6 +326,21 @@ class _Validation:
                     "trigger_price",
                 )
         return price, trigger
+
+    @staticmethod
+    def _price_field(name: str, text: str, instrument: Instrument) -> Invalid | Decimal | None:
+        value = _price(text)
+        if isinstance(value, str):
+            return Invalid("INVALID_ORDER", f"{name}: {value!r} is not a decimal number", name)
+        if value is not None and value <= 0:
+            return Invalid("INVALID_ORDER", f"{name}: must be positive", name)
+        if value is not None and not on_tick(value, instrument.tick_size):
+            return Invalid(
+                "INVALID_ORDER",
+                f"{name}: {value} is not a multiple of the tick size {instrument.tick_size} of {instrument.symbol}",
+                name,
+            )
+        return value
 
     def _protection(self, order_type: OrderType) -> Decimal | None | Invalid:
         # MARKET needs it on IIFL v1 (2026 rules); SL-M always, since it becomes an SL order whose

@@ -11,6 +11,7 @@ from copytrade.core.logging import get_logger
 from copytrade.core.redis import create_redis, revocation_check
 from copytrade.core.server import GrpcService
 from copytrade.core.settings import Settings
+from services.broker_gateway.account_changes import AccountChanges
 from services.broker_gateway.account_servicer import BrokerAccountServicer
 from services.broker_gateway.accounts import AccountRepository
 from services.broker_gateway.brokers import HttpClients
@@ -35,6 +36,7 @@ class BrokerGatewayProcess:
         accounts = AccountRepository(db.session_factory(self.engine))
         vault = CredentialsVault(settings.credentials_key)
         self.sessions = SessionManager(settings, accounts, vault, self.http, instruments)
+        self.account_changes = AccountChanges()
         self.grpc = GrpcService(settings, "broker_gateway", is_revoked=revocation_check(self.redis))
         self.grpc.add(
             broker_pb2_grpc.add_BrokerGatewayServiceServicer_to_server,
@@ -43,7 +45,7 @@ class BrokerGatewayProcess:
         )
         self.grpc.add(
             broker_pb2_grpc.add_BrokerAccountServiceServicer_to_server,
-            BrokerAccountServicer(settings, accounts, vault, self.sessions),
+            BrokerAccountServicer(settings, accounts, vault, self.sessions, self.account_changes),
             _SERVICES["BrokerAccountService"],
         )
 
@@ -56,6 +58,7 @@ class BrokerGatewayProcess:
             log.warning("broker_pools_not_warmed", error=type(exc).__name__)
 
     async def close(self) -> None:
+        await self.account_changes.close()
         await self.http.close()
         await self.redis.aclose()
         await self.engine.dispose()
@@ -65,6 +68,7 @@ async def serve(settings: Settings) -> None:
     process = BrokerGatewayProcess(settings)
     warming = asyncio.create_task(process.warm())
     try:
+        await process.account_changes.connect(settings)
         await process.grpc.serve_until_signalled()
     finally:
         warming.cancel()

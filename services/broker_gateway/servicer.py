@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import grpc
+import structlog
 
 from copytrade.broker.v1 import broker_pb2, broker_pb2_grpc
 from copytrade.core.errors import (
@@ -41,6 +43,7 @@ from services.broker_gateway.brokers.base import BrokerError
 from services.broker_gateway.instruments import InstrumentMaster, Invalid, OrderRequest
 from services.broker_gateway.sessions import Ready, Refusal, Resolution, SessionManager
 
+log = structlog.get_logger("copytrade.broker_gateway")
 Outcome = broker_pb2.PlacementOutcome
 ERROR_DOMAIN = "broker.copytrade"
 FUNDS_DEADLINE_SECONDS = 2.0  # each account's funds read in BatchGetFunds
@@ -101,6 +104,21 @@ def placement_result(order: broker_pb2.NewOrder, placement: Placement) -> broker
     )
 
 
+async def _logged(place_one: fanout.PlaceOne, order: broker_pb2.NewOrder) -> broker_pb2.PlacementResult:
+    """One copy's placement with a DEBUG line naming the copy, its follower and its outcome."""
+    result = await place_one(order)
+    log.debug(
+        "copy_placed",
+        order_id=order.order_id,
+        follower_id=order.user_id,
+        account_id=order.account_id,
+        outcome=Outcome.Name(result.outcome),
+        error_code=result.error_code,
+        attempts=result.attempts,
+    )
+    return result
+
+
 class BrokerGatewayServicer(broker_pb2_grpc.BrokerGatewayServiceServicer):
     def __init__(
         self,
@@ -122,8 +140,12 @@ class BrokerGatewayServicer(broker_pb2_grpc.BrokerGatewayServiceServicer):
     ) -> AsyncIterator[broker_pb2.ExecuteFanoutResponse]:
         _require_service_caller()
         fanout.check_request(request)
+        # This RPC's context, which every placement task copies: their lines name the master order.
+        structlog.contextvars.bind_contextvars(master_order_id=request.fanout_id)
         resolved = await self._sessions.resolve(order.account_id for order in request.orders)
         place_one = functools.partial(self._place_one, resolved, request.resumed)
+        if log.is_enabled_for(logging.DEBUG):  # decided once per fan-out: a copy pays nothing at INFO
+            place_one = functools.partial(_logged, place_one)
         async for message in fanout.stream_fanout(request, place_one):
             yield message
 

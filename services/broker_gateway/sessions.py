@@ -9,7 +9,7 @@ for it comes back with that reason until the user relinks.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -21,11 +21,13 @@ from services.broker_gateway.brokers import (
     BrokerAdapter,
     BrokerError,
     BrokerSession,
+    CircuitBreaker,
     Credentials,
     CredentialsRejected,
     Dialect,
     HttpClients,
     make_adapter,
+    metrics,
 )
 from services.broker_gateway.credentials_vault import CredentialsVault, VaultError
 from services.broker_gateway.instruments import InstrumentMaster
@@ -66,10 +68,17 @@ class SessionManager:
         self._accounts = accounts
         self._vault = vault
         self._adapters: dict[Dialect, BrokerAdapter] = {
-            dialect: make_adapter(dialect, http.for_dialect(dialect.value), instruments) for dialect in Dialect
+            dialect: metrics.MeteredAdapter(make_adapter(dialect, http.for_dialect(dialect.value), instruments))
+            for dialect in Dialect
         }
         # account id -> (the sealed session the client was built from, the client)
         self._clients: dict[int, tuple[str, AccountClient]] = {}
+        metrics.BREAKER_STATES.watch(self)
+
+    def breakers(self) -> Iterator[tuple[Dialect, CircuitBreaker]]:
+        """Each account client's circuit breaker, with its dialect (read by the metrics scrape)."""
+        for _, client in list(self._clients.values()):
+            yield client.adapter.dialect, client.breaker
 
     async def open_session(self, dialect: Dialect, credentials: Credentials) -> BrokerSession:
         """Log in for a link or relink. Raises CredentialsRejected or another BrokerError."""

@@ -113,6 +113,8 @@ class OutboxMessage(Base):
     )
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     attempts: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default=text("0"))
+    # The placing request's W3C traceparent (tracing on only), sent on as the message's header.
+    traceparent: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         # The publisher's scan: only unsent rows, oldest first.

@@ -24,6 +24,7 @@ from nats.js import JetStreamContext
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from copytrade.core import tracing
 from services.orders.models import OutboxMessage
 
 log = structlog.get_logger("copytrade.orders.outbox")
@@ -91,6 +92,24 @@ class OutboxPublisher:
         async with self._sessions() as session, session.begin():
             await session.execute(delete(OutboxMessage).where(OutboxMessage.sent_at < func.now() - KEEP_SENT))
 
+    async def _publish(self, row: OutboxMessage) -> None:
+        headers = {"Nats-Msg-Id": row.message_id}
+        if row.traceparent is None or not tracing.ENABLED:
+            if row.traceparent is not None:  # stored by a replica that traces: pass its context on
+                headers[tracing.TRACEPARENT] = row.traceparent
+            await self._js.publish(row.subject, row.payload, timeout=PUBLISH_TIMEOUT_SECONDS, headers=headers)
+            return
+        # A PRODUCER span in the order's trace (PlaceOrder's child), whose context the message carries.
+        with tracing.span(
+            "orders.accepted publish",
+            headers={tracing.TRACEPARENT: row.traceparent},
+            kind=tracing.SpanKind.PRODUCER,
+            attributes={"messaging.system": "nats", "messaging.destination.name": row.subject},
+        ):
+            await self._js.publish(
+                row.subject, row.payload, timeout=PUBLISH_TIMEOUT_SECONDS, headers=tracing.inject(headers)
+            )
+
     async def publish_batch(self) -> int:
         """Claim up to BATCH_SIZE unsent rows, publish them in order and mark them sent. Returns how
         many were sent. A failed publish still commits the marks of the ones before it, then
@@ -109,12 +128,7 @@ class OutboxPublisher:
             ).all()
             for row in rows:
                 try:
-                    await self._js.publish(
-                        row.subject,
-                        row.payload,
-                        timeout=PUBLISH_TIMEOUT_SECONDS,
-                        headers={"Nats-Msg-Id": row.message_id},
-                    )
+                    await self._publish(row)
                 except Exception as exc:  # noqa: BLE001 - re-raised once the sent ones are marked
                     failure = exc
                     await session.execute(

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from typing import Any, cast
 
 import structlog
 from google.protobuf.message import DecodeError
@@ -31,6 +32,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -88,14 +90,18 @@ async def apply(session: AsyncSession, change: events_pb2.OrderStatusChanged) ->
     state = _state(change)
     latency = Decimal(change.replication_latency_ms) if change.replication_latency_ms else None
     if change.master_order_id == 0:
-        result = await session.execute(
-            update(Order)
-            .where(
-                Order.id == change.order_id, Order.is_master_order.is_(True), Order.sequence < change.sequence
-            )
-            .values(**state)
+        # An UPDATE's result is a CursorResult (it has rowcount); SQLAlchemy types execute() as Result.
+        updated = cast(
+            CursorResult[Any],
+            await session.execute(
+                update(Order)
+                .where(
+                    Order.id == change.order_id, Order.is_master_order.is_(True), Order.sequence < change.sequence
+                )
+                .values(**state)
+            ),
         )
-        return result.rowcount > 0
+        return updated.rowcount > 0
     if change.HasField("details"):
         details = change.details
         master_user = select(Order.user_id).where(Order.id == change.master_order_id).scalar_subquery()
@@ -130,8 +136,9 @@ async def apply(session: AsyncSession, change: events_pb2.OrderStatusChanged) ->
             },
             where=Order.sequence < excluded.sequence,
         )
-        result = await session.execute(statement)
-        return result.rowcount > 0
+        # An INSERT's result is a CursorResult (it has rowcount); SQLAlchemy types execute() as Result.
+        inserted = cast(CursorResult[Any], await session.execute(statement))
+        return inserted.rowcount > 0
     values = dict(state)
     if latency is not None:
         values["replication_latency_ms"] = latency
@@ -257,7 +264,7 @@ async def apply_copies(session: AsyncSession, changes: list[events_pb2.OrderStat
     if not updates:
         return set()
     await session.execute(_UPDATE_COPIES, _columns(updates, _STATE_COLUMNS))
-    ids = [row["source_order_id"] for row in updates]
+    ids = [order_id for order_id in newest if order_id not in details]  # the rows of `updates`
     known = set((await session.scalars(_KNOWN_COPIES, {"ids": ids})).all())
     return {order_id for order_id in ids if order_id not in known}
 

@@ -53,7 +53,8 @@ def latency_text(value: Decimal | None) -> str:
     if value is None:
         return ""
     normal = value.normalize()
-    if normal.as_tuple().exponent > -1:
+    exponent = normal.as_tuple().exponent  # a letter, not a number, for NaN and the infinities
+    if isinstance(exponent, int) and exponent > -1:
         normal = normal.quantize(Decimal("0.1"))
     return format(normal, "f")
 
@@ -104,13 +105,13 @@ async def order_stats(
             Order.is_master_order.is_(False),
             or_(Order.master_order_id.in_(masters_orders), and_(Order.user_id == user_id, *window)),
         )
-        outcomes = dict(
+        outcomes: dict[str, int] = dict(
             (await session.execute(select(OUTCOME, func.count()).where(copies).group_by(OUTCOME))).all()
         )
         latencies = select(Order.replication_latency_ms).where(
             copies, Order.replication_latency_ms.is_not(None)
         )
-        count = await session.scalar(select(func.count()).select_from(latencies.subquery()))
+        count = await session.scalar(select(func.count()).select_from(latencies.subquery())) or 0
         p50 = await _percentile(session, latencies, count, Decimal("0.5"))
         p95 = await _percentile(session, latencies, count, Decimal("0.95"))
     return ReplicationStats(

@@ -9,12 +9,15 @@ from __future__ import annotations
 from nats.aio.client import Client
 
 from copytrade.core import db, jetstream
+from copytrade.core.jetstream import ORDER_UPDATES_STREAM
+from copytrade.core.metrics import ConsumerLag
 from copytrade.core.redis import create_redis, revocation_check
 from copytrade.core.server import GrpcService
 from copytrade.core.settings import Settings
 from copytrade.instruments import ContractMaster
 from copytrade.orders.v1 import orders_pb2, orders_pb2_grpc
 from services.orders.outbox import OutboxPublisher
+from services.orders.projection import DURABLE as PROJECTION_DURABLE
 from services.orders.projection import UpdatesProjection
 from services.orders.servicer import OrderServicer
 from services.orders.store import OrderStore
@@ -41,6 +44,7 @@ class OrdersProcess:
         self.nats: Client | None = None
         self.publisher: OutboxPublisher | None = None
         self.projection: UpdatesProjection | None = None
+        self.lag: ConsumerLag | None = None
         self.grpc = GrpcService(settings, "orders", is_revoked=revocation_check(self.redis))
         self.watch = OrderWatch(self.sessions)
         # Streams end with SERVER_DRAINING as soon as shutdown starts, while Envoy moves traffic away.
@@ -57,17 +61,21 @@ class OrdersProcess:
         self.nats = await jetstream.connect(self.settings, "orders")
         self.watch.attach(self.nats)
         js = self.nats.jetstream()
-        await jetstream.ensure_streams(js)
+        await jetstream.ensure_streams(js, self.settings.nats_stream_replicas)
         self.publisher = OutboxPublisher(self.sessions, js)
         self.publisher.start()
         self.projection = UpdatesProjection(self.sessions, js)
         await self.projection.start()
+        self.lag = ConsumerLag(js, [(ORDER_UPDATES_STREAM, PROJECTION_DURABLE)])
+        self.lag.start()
 
     async def start(self, host: str | None = None, port: int | None = None) -> int:
         await self.start_background()
         return await self.grpc.start(host=host, port=port)
 
     async def close(self) -> None:
+        if self.lag is not None:
+            await self.lag.stop()
         if self.projection is not None:
             await self.projection.stop()
         if self.publisher is not None:

@@ -16,7 +16,9 @@ from collections.abc import Callable
 from datetime import datetime
 
 import grpc
+import structlog
 
+from copytrade.core import tracing
 from copytrade.core.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from copytrade.core.interceptor import caller, metadata_value
 from copytrade.instruments import ContractMaster, platform_symbol
@@ -25,6 +27,8 @@ from services.orders import reports, validation
 from services.orders.models import Order
 from services.orders.store import OrderStore, decimal_text, rfc3339
 from services.orders.watch import OrderWatch
+
+log = structlog.get_logger("copytrade.orders")
 
 STATUSES = (
     "PENDING", "SUBMITTED", "OPEN", "PARTIALLY_FILLED", "EXECUTED", "REJECTED", "CANCELLED", "FAILED", "SKIPPED",
@@ -91,7 +95,12 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
                 "only MASTER traders place orders; a follower's orders are copied from masters"
             )
         new = validation.new_order(request, self._instruments, metadata_value(context, "idempotency-key"))
-        placed = await self._store.place(principal.user_id, new, replicate=True)
+        placed = await self._store.place(
+            principal.user_id, new, replicate=True, traceparent=tracing.current_traceparent()
+        )
+        # Every later line of this request is about this order (and its master order: itself).
+        structlog.contextvars.bind_contextvars(order_id=placed.order.id, master_order_id=placed.order.id)
+        log.info("order_accepted", symbol=placed.order.symbol, side=placed.order.side, replay=placed.replay)
         if not placed.replay:
             self._on_commit()
         return orders_pb2.PlaceOrderResponse(
@@ -134,7 +143,7 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
             "follower_page_size",
         )
         scope = _filters_digest(order.id)
-        after = _decode_token(request.follower_page_token, "follower_page_token", scope, 2)
+        after = _decode_pair(request.follower_page_token, "follower_page_token", scope)
         followers = await self._store.followers_of(order.id, limit=size + 1, after=after)
         page = followers[:size]
         response.follower_orders.extend(order_message(o) for o in page)
@@ -171,7 +180,7 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
             else None
         )
         scope = _filters_digest(request.order_id, outcome)
-        after = _decode_token(request.page_token, "page_token", scope, 2)
+        after = _decode_pair(request.page_token, "page_token", scope)
         # Someone else's order answers exactly like a missing one, as in GetOrder.
         order = await self._store.owned(principal.user_id, request.order_id)
         if order is None:
@@ -233,3 +242,12 @@ def _decode_token(token: str, field: str, filters: str, length: int) -> tuple[in
     if issued_for != filters:
         raise InvalidArgument("was issued for other filters; keep them the same on every page", field=field)
     return position
+
+
+def _decode_pair(token: str, field: str, filters: str) -> tuple[int, int] | None:
+    """A token of two positions (the pages of followers)."""
+    position = _decode_token(token, field, filters, 2)
+    if position is None:
+        return None
+    first, second = position
+    return first, second

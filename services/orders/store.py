@@ -38,7 +38,8 @@ def decimal_text(value: Decimal | None) -> str:
     if value is None:
         return ""
     normal = value.normalize()
-    if normal.as_tuple().exponent > -2:
+    exponent = normal.as_tuple().exponent  # a letter, not a number, for NaN and the infinities
+    if isinstance(exponent, int) and exponent > -2:
         normal = normal.quantize(Decimal("0.01"))
     return format(normal, "f")
 
@@ -70,9 +71,12 @@ class OrderStore:
         """For read-only queries kept in their own modules (services/orders/reports.py)."""
         return self._sessions
 
-    async def place(self, user_id: int, new: NewOrder, *, replicate: bool) -> Placed:
-        """Store the order (and, when `replicate`, its OrderAccepted in the outbox), or return the
-        order an earlier request with the same idempotency key stored."""
+    async def place(
+        self, user_id: int, new: NewOrder, *, replicate: bool, traceparent: str | None = None
+    ) -> Placed:
+        """Store the order (and, when `replicate`, its OrderAccepted in the outbox, with the request's
+        `traceparent` for the publish to join), or return the order an earlier request with the same
+        idempotency key stored."""
         async with self._sessions() as session, session.begin():
             if new.idempotency_key is not None:
                 await self._expire_key(session, user_id, new.idempotency_key)
@@ -113,6 +117,7 @@ class OrderStore:
                         subject=jetstream.accepted_subject(user_id),
                         message_id=f"order-{order.id}",
                         payload=accepted_event(order).SerializeToString(),
+                        traceparent=traceparent,
                     )
                 )
             return Placed(order, replay=False)

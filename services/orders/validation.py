@@ -188,7 +188,7 @@ def _prices(
         raise InvalidArgument(f"is required for a {order_type} order", field="trigger_price")
     if order_type in ("MARKET", "LIMIT") and trigger is not None:
         raise InvalidArgument(f"must be empty for a {order_type} order", field="trigger_price")
-    if order_type == "SL":
+    if order_type == "SL" and price is not None and trigger is not None:
         # A buy stop triggers on the way up and buys at most at its limit; a sell stop mirrors it.
         if side == "BUY" and trigger > price:
             raise InvalidArgument(

@@ -384,6 +384,8 @@ class _Session:
             # Start from what the read model knows, so a stream opened mid-copy counts every copy.
             summary = _Summary(change.master_order_id)
             for copy in await self._watch.copies(change.master_order_id):
+                if copy.source_order_id is None:  # never for a copy: the projection writes it with its id
+                    continue
                 latency = int(copy.replication_latency_ms or 0)
                 summary.states[copy.source_order_id] = (copy.status, copy.broker_order_id, latency)
             self._summaries[change.master_order_id] = summary

@@ -58,7 +58,7 @@ class MasterCatalog:
             if position.get("c") is not None:
                 after = (paging.field(position, "c", int), paging.field(position, "m", int))
             after, done = await self._followed(found, size, after, query)
-            if not done:
+            if not done and after is not None:  # not done: a batch was read, which set `after`
                 return await self._answer(caller_id, found, {"c": after[0], "m": after[1], "q": query})
             position = {"d": ""}
         directory_token = paging.field(position, "d", str)

@@ -3,7 +3,11 @@ order out to its followers' broker accounts."""
 
 from __future__ import annotations
 
+from nats.aio.client import Client
+
 from copytrade.core import db, jetstream
+from copytrade.core.jetstream import ORDERS_STREAM
+from copytrade.core.metrics import ConsumerLag
 from copytrade.core.redis import create_redis, revocation_check
 from copytrade.core.server import GrpcService
 from copytrade.core.settings import Settings
@@ -11,6 +15,7 @@ from copytrade.replicator.v1 import replicator_pb2, replicator_pb2_grpc
 from services.replicator.directory import UserDirectory
 from services.replicator.pipeline import Pipeline
 from services.replicator.pipeline.capital import directory_capital
+from services.replicator.pipeline.consumer import DURABLE
 from services.replicator.servicer import ReplicatorServicer
 from services.replicator.subscriptions import SubscriptionRepository
 
@@ -31,12 +36,13 @@ class ReplicatorProcess:
         self.redis = create_redis(settings)
         self.directory = UserDirectory(settings)
         self.subscriptions = SubscriptionRepository(db.session_factory(self.engine))
-        self.nats = None
+        self.nats: Client | None = None
         self.grpc = GrpcService(settings, "replicator", is_revoked=revocation_check(self.redis))
         servicer = ReplicatorServicer(self.subscriptions, self.directory)
         self.grpc.add(replicator_pb2_grpc.add_ReplicatorServiceServicer_to_server, servicer, _REPLICATOR)
         self.pipeline = Pipeline(settings, self.engine, self.subscriptions, capital=directory_capital(self.directory))
         self._replicating = False
+        self.lag: ConsumerLag | None = None
 
     async def connect(self) -> None:
         """Connect to NATS, whose subscription-change messages keep every replica's cache right."""
@@ -45,10 +51,16 @@ class ReplicatorProcess:
 
     async def replicate(self) -> None:
         """Start consuming master orders (after connect())."""
+        if self.nats is None:
+            raise RuntimeError("replicate() needs connect() first")
         await self.pipeline.start(self.nats)
         self._replicating = True
+        self.lag = ConsumerLag(self.nats.jetstream(), [(ORDERS_STREAM, DURABLE)])
+        self.lag.start()
 
     async def close(self) -> None:
+        if self.lag is not None:
+            await self.lag.stop()
         if self._replicating:
             # Unfinished fan-outs are not acked: JetStream redelivers them and they resume.
             await self.pipeline.stop()

@@ -63,7 +63,8 @@ def decimal_from_double(value: float, *, field: str, maximum: Decimal, places: i
         raise InvalidArgument("must be greater than 0", field=field)
     if number > maximum:
         raise InvalidArgument(f"must be at most {maximum}", field=field)
-    if number.as_tuple().exponent < -places:
+    exponent = number.as_tuple().exponent  # an int: NaN and the infinities were refused above
+    if isinstance(exponent, int) and exponent < -places:
         raise InvalidArgument(f"must have at most {places} decimal places", field=field)
     return number
 

@@ -1,5 +1,7 @@
 """Steps a user takes through Envoy, shared by the end-to-end tests of the copy-trading path."""
 
+import asyncio
+
 PASSWORD = "Password123!"
 
 
@@ -28,3 +30,13 @@ async def link_and_follow(rest, unique, follower: dict, master: dict, strategy: 
         "/api/masters/follow", json={"master_id": int(master["id"]), **strategy}, headers=follower["headers"]
     )
     assert followed.status_code == 200, followed.text
+
+
+async def eventually(probe, accept, timeout: float = 20.0):
+    """`await probe()` until `accept` takes its result or the time is up; the last result either way."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await probe()
+        if accept(result) or asyncio.get_running_loop().time() > deadline:
+            return result
+        await asyncio.sleep(0.2)

@@ -2,24 +2,14 @@
 master places an order, and each follower's sized copy lands once in their own account at the
 (mock) broker, visible in the master's order and each follower's history."""
 
-import asyncio
 from decimal import Decimal
 
 import httpx
 import pytest
 
-from tests.e2e.flows import link_and_follow, register_and_login
+from tests.e2e.flows import eventually, link_and_follow, register_and_login
 
 pytestmark = pytest.mark.e2e
-async def eventually(probe, accept, timeout: float = 20.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = await probe()
-        if accept(result) or asyncio.get_running_loop().time() > deadline:
-            return result
-        await asyncio.sleep(0.2)
-
-
 async def test_a_master_order_is_copied_to_every_follower_once(stack, rest, unique):
     master = await register_and_login(rest, unique, "MASTER")
     strategies = [
@@ -66,7 +56,7 @@ async def test_a_master_order_is_copied_to_every_follower_once(stack, rest, uniq
     assert [Decimal(summary["first_follower_latency_ms"]), Decimal(summary["last_follower_latency_ms"])] == [
         latencies[0], latencies[-1],
     ]  # fmt: skip
-    assert [f["follower_id"] for f in report["followers"]] == sorted(f["id"] for f in followers)
+    assert [f["follower_id"] for f in report["followers"]] == sorted((f["id"] for f in followers), key=int)
     assert {f["outcome"] for f in report["followers"]} == {"PLACED"}
     stats = (await rest.get("/api/orders/stats/summary", headers=master["headers"])).json()
     assert (stats["replicated_orders"], stats["replication_success_percent"]) == ("3", "100.00"), stats
@@ -87,3 +77,57 @@ async def test_a_master_order_is_copied_to_every_follower_once(stack, rest, uniq
     assert inspection["totals"]["duplicates"] == 0
     received = {tag: n for account in inspection["accounts"] for tag, n in account["orders"].get("by_tag", {}).items()}
     assert all(received.get(copy["order_tag"]) == 1 for copy in copies.values()), (received, copies)
+
+
+async def test_linking_unlinking_and_linking_again_reach_the_next_master_order(stack, rest, unique):
+    """The replicator keeps which account each follower trades through between master orders: a
+    link or unlink must reach the very next one, not one after the cache's expiry."""
+    master = await register_and_login(rest, unique, "MASTER")
+    follower = await register_and_login(rest, unique, "FOLLOWER")
+    followed = await rest.post(
+        "/api/masters/follow",
+        json={"master_id": int(master["id"]), "copy_strategy": "FIXED_QUANTITY", "fixed_quantity": 2},
+        headers=follower["headers"],
+    )
+    assert followed.status_code == 200, followed.text
+
+    async def copy_of_next_order() -> dict:
+        placed = await rest.post(
+            "/api/orders/place",
+            json={"symbol": "TCS", "side": "BUY", "order_type": "MARKET", "quantity": 1},
+            headers=master["headers"],
+        )
+        assert placed.status_code == 200, placed.text
+        order_id = placed.json()["order"]["id"]
+
+        async def view():
+            return (await rest.get(f"/api/orders/{order_id}", headers=master["headers"])).json()
+
+        def final(v) -> bool:
+            copies = v.get("follower_orders", [])
+            return len(copies) == 1 and copies[0]["status"] not in ("PENDING", "")
+
+        copies = (await eventually(view, final))["follower_orders"]
+        assert len(copies) == 1, copies
+        return copies[0]
+
+    first = await copy_of_next_order()
+    assert (first["status"], first["status_reason_code"]) == ("FAILED", "ACCOUNT_NOT_LINKED"), first
+
+    app_key = unique("K")
+    link = {"dialect": "XTS", "client_code": app_key, "app_key": app_key, "app_secret": "s3cret"}
+    linked = await rest.post("/api/broker/accounts", json=link, headers=follower["headers"])
+    assert linked.status_code == 200, linked.text
+    second = await copy_of_next_order()
+    assert second["status"] == "SUBMITTED" and second["broker_order_id"], second
+
+    unlinked = await rest.delete("/api/broker/accounts/me", headers=follower["headers"])
+    assert unlinked.status_code == 200, unlinked.text
+    third = await copy_of_next_order()
+    assert (third["status"], third["status_reason_code"]) == ("FAILED", "ACCOUNT_NOT_LINKED"), third
+
+    # Linked again: a new account (a new id), which the next copy must use.
+    relinked = await rest.post("/api/broker/accounts", json=link, headers=follower["headers"])
+    assert relinked.status_code == 200, relinked.text
+    fourth = await copy_of_next_order()
+    assert fourth["status"] == "SUBMITTED" and fourth["broker_order_id"], fourth

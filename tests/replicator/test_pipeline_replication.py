@@ -12,6 +12,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 
 from copytrade.broker.v1 import broker_pb2, broker_pb2_grpc
@@ -62,9 +63,9 @@ async def pipelines(gateway, engine):
     durable = f"replicator-test-{uuid.uuid4().hex[:10]}"
     started: list[Pipeline] = []
 
-    async def start(master_id: int, **options) -> Pipeline:
+    async def start(master_id: int, settings=None, **options) -> Pipeline:
         pipeline = Pipeline(
-            gateway.settings,
+            settings or gateway.settings,
             engine,
             SubscriptionRepository(db.session_factory(engine)),
             durable=durable,
@@ -498,3 +499,35 @@ async def test_percentage_sizes_by_the_broker_funds_of_a_linked_account(
     rows = await follower_orders(engine, order_id)
     # 50% of the broker's ₹20,000 at ₹1,412.30 is 7 units (the stored ₹1,00,000 would give 35).
     assert (rows[follower]["status"], rows[follower]["quantity"]) == ("SUBMITTED", 7)
+
+
+def fanout_streams_opened() -> float:
+    labels = {
+        "grpc_service": "copytrade.broker.v1.BrokerGatewayService",
+        "grpc_method": "ExecuteFanout",
+        "grpc_code": "OK",
+    }
+    return REGISTRY.get_sample_value("copytrade_grpc_server_handled_total", labels) or 0.0
+
+
+async def test_a_large_fan_out_is_sent_as_several_streams_and_every_copy_lands_once(
+    gateway, mock, engine, js, pipelines, unique
+):
+    master, order_id = new_id(), new_id()
+    followers = [new_id() for _ in range(7)]
+    for follower in followers:
+        await link_xts(gateway, follower, unique("S"))
+        await subscribe(engine, master, follower, "FIXED_QUANTITY", fixed_quantity=1)
+    # Up to 3 streams of at least 2 copies: 7 copies go out as 3 streams (3, 2 and 2).
+    settings = gateway.settings.model_copy(update={"fanout_streams": 3, "fanout_stream_min_orders": 2})
+    await pipelines(master, settings=settings)
+    before = fanout_streams_opened()
+
+    await publish_order(js, order_id, master)
+    await wait_acked(js, pipelines.durable)
+
+    assert fanout_streams_opened() - before == 3
+    rows = await follower_orders(engine, order_id)
+    assert {rows[f]["status"] for f in followers} == {"SUBMITTED"}
+    tags = await placed_tags(mock)
+    assert all(tags.get(tag_for(order_id, f)) == 1 for f in followers), tags

@@ -179,3 +179,65 @@ def test_dockerignore_keeps_what_the_images_build_from() -> None:
         "scripts",
     }
     assert not needed & ignored
+
+
+def test_every_long_running_service_has_a_healthcheck(services: dict[str, dict[str, Any]]) -> None:
+    one_shots = {name for name, service in services.items() if service.get("restart") == "no"}
+    assert one_shots == {"migrate", "gateway-config"}
+    for name in set(services) - one_shots:
+        assert services[name].get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+        assert services[name]["restart"] == "unless-stopped", name
+    # Envoy's check reads its admin /ready, on the admin port the gateway config gives it.
+    envoy_check = " ".join(services["envoy"]["healthcheck"]["test"])
+    assert f"/dev/tcp/127.0.0.1/{DEFAULTS.envoy_admin_port}" in envoy_check and "/ready" in envoy_check
+
+
+def named_volume_at(services: dict[str, dict[str, Any]], service: str, mount: str) -> str:
+    volumes = yaml.safe_load(COMPOSE_FILE.read_text())["volumes"]
+    (name,) = [v.split(":")[0] for v in services[service]["volumes"] if v.split(":")[1] == mount]
+    assert name in volumes, f"{service} keeps {mount} on {name}, which is not a named volume"
+    return name
+
+
+def test_backing_servers_keep_their_data_on_named_volumes(services: dict[str, dict[str, Any]]) -> None:
+    named_volume_at(services, "postgres", "/var/lib/postgresql")
+    named_volume_at(services, "redis", "/data")
+    assert "--appendonly" in services["redis"]["command"]
+    # NATS with JetStream, storing its streams in /data: master orders survive a restart.
+    command = services["nats"]["command"]
+    assert {"-js", "--jetstream"} & set(command)
+    store_flag = next(flag for flag in ("-sd", "--store_dir") if flag in command)
+    assert command[command.index(store_flag) + 1] == "/data"
+    named_volume_at(services, "nats", "/data")
+    assert env_of(services["migrate"])["NATS_STREAM_REPLICAS"] == "1"  # one NATS server here
+
+
+def test_replicator_and_broker_gateway_run_replicas_behind_envoy(
+    services: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    from gateway import upstreams
+    from gateway.services import discover
+    from tests.gateway.conftest import build_descriptor
+
+    replicated = {compose_name(name) for name in apps.REPLICA_VARIABLES}
+    for name, service in services.items():
+        expected = 2 if name in replicated else 1
+        assert (service.get("deploy") or {}).get("replicas", 1) == expected, name
+        # A fixed container name or a published port would make a second replica impossible.
+        if name in replicated:
+            assert "container_name" not in service and "ports" not in service, name
+    # Envoy's clusters, built from the variables the gateway-config step gets: each names the compose
+    # service, which Docker's DNS resolves to every replica; STRICT_DNS makes each a host, balanced
+    # round robin and health-checked one by one.
+    settings = Settings(**{k.lower(): v for k, v in env_of(services["gateway-config"]).items() if k in SETTINGS_VARIABLES})
+    protos = sorted(str(p.relative_to(PROJECT_ROOT / "protos")) for p in (PROJECT_ROOT / "protos").rglob("*.proto"))
+    routes = discover(build_descriptor(tmp_path, protos))
+    clusters = {cluster["name"]: cluster for cluster in upstreams.clusters(settings, routes)}
+    for process in apps.REPLICA_VARIABLES:
+        cluster = clusters[process]
+        assert (cluster["type"], cluster["lb_policy"]) == ("STRICT_DNS", "ROUND_ROBIN")
+        assert cluster["health_checks"][0]["grpc_health_check"]["service_name"]
+        (locality,) = cluster["load_assignment"]["endpoints"]
+        (endpoint,) = locality["lb_endpoints"]
+        socket_address = endpoint["endpoint"]["address"]["socket_address"]
+        assert socket_address == {"address": compose_name(process), "port_value": DEFAULTS.grpc_port(process)}

@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from services.broker_gateway.brokers import metrics
 from services.broker_gateway.brokers.base import (
     BookEntry,
     BrokerError,
@@ -117,6 +118,8 @@ class Action:
                 )
             await client.limits.orders.acquire()
             tries += 1
+            if tries > 1:
+                metrics.count_retry(client.adapter.dialect, "cancel" if self.change is None else "modify")
             try:
                 await self._call(session, current)
             except Rejected as exc:
@@ -184,6 +187,7 @@ class Action:
             if session is None or client.limits.orders.wait_estimate() >= self.deadline.left():
                 break
             await client.limits.orders.acquire()
+            metrics.count_retry(client.adapter.dialect, "cancel")
             try:
                 await client.adapter.cancel(
                     session, entry, timeout=self.deadline.timeout(client.request_timeout)

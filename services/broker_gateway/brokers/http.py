@@ -322,11 +322,15 @@ class Bounded(Transport):
         body: bytes | None = None,
         timeout: float | None = None,
     ) -> Reply:
-        wait = timeout if timeout is not None else self._default_timeout
-        try:
-            await asyncio.wait_for(self._slots.acquire(), wait)
-        except TimeoutError:
-            raise NotSent(f"no free slot among the {self.limit} requests in flight within {wait} s") from None
+        if self._slots.locked():
+            wait = timeout if timeout is not None else self._default_timeout
+            try:
+                await asyncio.wait_for(self._slots.acquire(), wait)
+            except TimeoutError:
+                raise NotSent(f"no free slot among the {self.limit} requests in flight within {wait} s") from None
+        else:
+            # A free slot is taken at once: no timer and no task (wait_for's) for the usual case.
+            await self._slots.acquire()
         try:
             return await self.inner.request(method, path, headers=headers, body=body, timeout=timeout)
         finally:

@@ -22,6 +22,7 @@ from typing import TypeVar
 
 from copytrade.core.logging import get_logger
 from copytrade.core.settings import Settings
+from services.broker_gateway.brokers import metrics
 from services.broker_gateway.brokers.actions import Action, ChangeCheck
 from services.broker_gateway.brokers.base import (
     BookEntry,
@@ -112,6 +113,7 @@ class AccountClient:
             limits=SessionLimits.create(
                 orders_per_second=settings.broker_orders_per_second,
                 reads_per_second=settings.broker_reads_per_second,
+                on_wait=lambda bucket: metrics.pacing_wait(adapter.dialect, bucket),
             ),
             request_timeout=settings.broker_request_timeout_seconds,
             order_deadline=settings.broker_order_deadline_seconds,
@@ -169,7 +171,9 @@ class AccountClient:
     ) -> list[BookEntry]:
         """Today's book, oldest first, read now (not from before the call)."""
         asked = time.monotonic()
-        entries = await self._read(lambda session, limit: self.book_since(asked, session, limit), deadline)
+        entries = await self._read(
+            lambda session, limit: self.book_since(asked, session, limit), deadline, "order_book"
+        )
         if tags:
             wanted = set(tags)
             entries = [entry for entry in entries if entry.tag in wanted]
@@ -184,7 +188,7 @@ class AccountClient:
                 self.adapter.funds(session, timeout=limit.timeout(self.request_timeout))
             )
 
-        return await self._read(fetch, deadline)
+        return await self._read(fetch, deadline, "funds")
 
     async def book_since(self, moment: float, session: BrokerSession, limit: Deadline) -> list[BookEntry]:
         """The order book from a read requested at or after `moment` (time.monotonic()), shared
@@ -215,11 +219,14 @@ class AccountClient:
         return result
 
     async def _read(
-        self, fetch: Callable[[BrokerSession, Deadline], Awaitable[T]], deadline: float | None
+        self, fetch: Callable[[BrokerSession, Deadline], Awaitable[T]], deadline: float | None, call: str
     ) -> T:
+        """`call` names the read in the retry metric: order_book or funds."""
         limit = Deadline(deadline, self.request_timeout * READ_ATTEMPTS)
         last: BrokerError | None = None
         for attempt in range(1, READ_ATTEMPTS + 1):
+            if attempt > 1:
+                metrics.count_retry(self.adapter.dialect, call)
             session = await self.live_session()
             if session is None:
                 raise NeedsRelogin("the account's broker session has lapsed; log in again")

@@ -22,11 +22,15 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
+from copytrade.core import tracing
+from services.broker_gateway.brokers import metrics
 from services.broker_gateway.brokers.base import (
     BrokerError,
+    BrokerSession,
     OrderSpec,
     OrderStatus,
     OutcomeUnknown,
+    PlaceAck,
     RateLimited,
     Rejected,
     SessionExpired,
@@ -41,6 +45,14 @@ from services.broker_gateway.brokers.outcomes import (
     PlacementOutcome,
     backoff_delay,
 )
+
+_SPAN_OUTCOMES = {
+    Rejected: "rejected",
+    RateLimited: "rate_limited",
+    SessionExpired: "session_expired",
+    Unavailable: "unavailable",
+    OutcomeUnknown: "unknown",
+}
 
 if TYPE_CHECKING:
     from services.broker_gateway.brokers.placement import AccountClient
@@ -76,6 +88,7 @@ class PlaceOnce:
     async def _loop(self, may_exist: bool) -> Placement:
         client = self.client
         since = time.monotonic()  # a lookup must read a book requested after this instant
+        sent = False
         while True:
             if may_exist:
                 found = await self._look_up(since)
@@ -104,12 +117,17 @@ class PlaceOnce:
                     "the session's order rate (SEBI: 10/s per client) left no slot before the deadline",
                 )
             await client.limits.orders.acquire()
+            if sent:
+                metrics.count_retry(client.adapter.dialect, "place")
+            sent = True
             self.attempts += 1
             self.tries += 1
             try:
-                ack = await client.adapter.place(
-                    session, self.spec, timeout=self.deadline.timeout(client.request_timeout)
-                )
+                timeout = self.deadline.timeout(client.request_timeout)
+                if tracing.ENABLED:
+                    ack = await self._traced_send(session, timeout)
+                else:
+                    ack = await client.adapter.place(session, self.spec, timeout=timeout)
             except Rejected as exc:
                 client.breaker.record_success()
                 return self._done(PlacementOutcome.REJECTED, error_code=exc.code, reason=exc.reason)
@@ -146,6 +164,38 @@ class PlaceOnce:
             else:
                 client.breaker.record_success()
                 return self._done(PlacementOutcome.PLACED, broker_order_id=ack.broker_order_id)
+
+    async def _traced_send(self, session: BrokerSession, timeout: float | None) -> PlaceAck:
+        """One placement HTTP call as a CLIENT span of the fan-out's trace, with its dialect and
+        outcome (tracing on only: with it off the call is made bare)."""
+        adapter = self.client.adapter
+        with tracing.tracer().start_as_current_span(
+            "broker.place_order",
+            kind=tracing.SpanKind.CLIENT,
+            attributes={
+                "broker.dialect": adapter.dialect.value,
+                "broker.account_id": self.client.account_id,
+                "broker.order_tag": self.spec.tag,
+                "broker.attempt": self.tries,
+            },
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            try:
+                ack = await adapter.place(session, self.spec, timeout=timeout)
+            except BrokerError as exc:
+                span.set_attribute("broker.outcome", _SPAN_OUTCOMES.get(type(exc), "error"))
+                span.set_attribute("broker.error_code", exc.code)
+                if not isinstance(exc, Rejected):  # a refusal is an answer, not a failure of the call
+                    span.set_status(tracing.Status(tracing.StatusCode.ERROR, exc.code))
+                raise
+            except BaseException as exc:
+                span.set_attribute("broker.outcome", "error")
+                span.set_status(tracing.Status(tracing.StatusCode.ERROR, type(exc).__name__))
+                raise
+            span.set_attribute("broker.outcome", "placed")
+            span.set_attribute("broker.order_id", ack.broker_order_id)
+            return ack
 
     async def _pause(self) -> bool:
         """Back off before the next step; False when the deadline leaves no room for it."""

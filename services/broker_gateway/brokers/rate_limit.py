@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 # Added to every window: the broker sees a call a little after we release it (event-loop lag,
@@ -24,9 +25,16 @@ DEFAULT_SLACK_SECONDS = 0.05
 
 
 class RateLimiter:
-    __slots__ = ("_burst", "_not_before", "_slots", "_window")
+    __slots__ = ("_burst", "_not_before", "_on_wait", "_slots", "_window")
 
-    def __init__(self, per_second: float, *, slack: float = DEFAULT_SLACK_SECONDS) -> None:
+    def __init__(
+        self,
+        per_second: float,
+        *,
+        slack: float = DEFAULT_SLACK_SECONDS,
+        on_wait: Callable[[float], None] | None = None,
+    ) -> None:
+        """`on_wait` hears the seconds of every wait a caller had to make (for the metrics)."""
         if per_second <= 0:
             raise ValueError("per_second must be positive")
         # A fractional rate (2.5/s) becomes `burst` calls per `burst / rate` seconds.
@@ -34,6 +42,7 @@ class RateLimiter:
         self._window = self._burst / per_second + slack
         self._slots: deque[float] = deque(maxlen=self._burst)
         self._not_before = 0.0
+        self._on_wait = on_wait
 
     def reserve(self, now: float) -> float:
         """Book the next slot at or after `now` and return its time (loop clock)."""
@@ -49,6 +58,8 @@ class RateLimiter:
         now = loop.time()
         delay = self.reserve(now) - now
         if delay > 0:
+            if self._on_wait is not None:
+                self._on_wait(delay)
             await asyncio.sleep(delay)
         return max(delay, 0.0)
 
@@ -84,11 +95,17 @@ class SessionLimits:
         reads_per_second: float,
         sessions_per_second: float = 3.0,
         session: RateLimiter | None = None,
+        on_wait: Callable[[str], Callable[[float], None]] | None = None,
     ) -> SessionLimits:
         """`session` may be one limiter shared by every account: before a session exists the
-        broker can only count logins per app or per address, which is the whole process."""
+        broker can only count logins per app or per address, which is the whole process.
+        `on_wait(bucket)` gives the observer of a bucket's waits ("orders", "reads", "session")."""
+
+        def observer(bucket: str) -> Callable[[float], None] | None:
+            return on_wait(bucket) if on_wait is not None else None
+
         return cls(
-            RateLimiter(orders_per_second),
-            RateLimiter(reads_per_second),
-            session or RateLimiter(sessions_per_second),
+            RateLimiter(orders_per_second, on_wait=observer("orders")),
+            RateLimiter(reads_per_second, on_wait=observer("reads")),
+            session or RateLimiter(sessions_per_second, on_wait=observer("session")),
         )

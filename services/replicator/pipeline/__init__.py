@@ -23,7 +23,7 @@ from nats.aio.client import Client
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from copytrade.broker.v1 import broker_pb2_grpc
-from copytrade.core import jetstream
+from copytrade.core import jetstream, tracing
 from copytrade.core.settings import Settings
 from copytrade.core.tokens import issue_service_token
 from copytrade.instruments import ContractMaster
@@ -84,11 +84,14 @@ class Pipeline:
         self._owns_nats = nats is None
         self._nats = nats or await jetstream.connect(self.settings, "replicator")
         js = self._nats.jetstream()
-        await jetstream.ensure_streams(js)
+        await jetstream.ensure_streams(js, self.settings.nats_stream_replicas)
         # One channel for the process: every fan-out is a stream multiplexed on it.
         # A target may list several gateway replicas (ipv4:HOST:P1,HOST:P2): streams go round-robin.
         self._channel = grpc.aio.insecure_channel(
-            self.settings.grpc_target("broker_gateway"), options=[("grpc.lb_policy_name", "round_robin")]
+            self.settings.grpc_target("broker_gateway"),
+            options=[("grpc.lb_policy_name", "round_robin")],
+            # With tracing on, ExecuteFanout and the lookups carry the replication's trace context.
+            interceptors=tracing.client_interceptors(),
         )
         replication = Replication(
             self.store,
@@ -98,8 +101,11 @@ class Pipeline:
             lambda: issue_service_token(self.settings),
             capital=self._capital,
             instruments=self._instruments or await asyncio.to_thread(ContractMaster.load),
+            fanout_streams=self.settings.fanout_streams,
+            fanout_stream_min=self.settings.fanout_stream_min_orders,
         )
         self._replication = replication
+        await replication.accounts.listen(self._nats)
         consumer = OrdersConsumer(js, replication.run, **self._consumer_options)
         await consumer.subscribe()
         self._consumer = consumer
@@ -120,6 +126,7 @@ class Pipeline:
             self._consumer = None
         if self._replication is not None:
             await self._replication.funds.close()  # a background funds read needs the channel
+            await self._replication.accounts.close()
             self._replication = None
         if self._channel is not None:
             await self._channel.close()

@@ -15,12 +15,14 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 
+import structlog
 from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from copytrade.core import tracing
 from copytrade.core.jetstream import ORDERS_STREAM
 from copytrade.core.logging import get_logger
 from copytrade.events.v1 import events_pb2
@@ -137,8 +139,17 @@ class OrdersConsumer:
             if event is None:
                 await msg.term()
                 return
+            # This task's own context: every line of this replication names its master order, and
+            # with tracing on it is a span in the order's trace (its context came in the headers).
+            structlog.contextvars.bind_contextvars(master_order_id=event.order_id)
             try:
-                done = await self.handle(event, delivered > 1)
+                with tracing.span(
+                    "replicate master order",
+                    headers=msg.headers or {},
+                    kind=tracing.SpanKind.CONSUMER,
+                    attributes={"copytrade.master_order_id": event.order_id, "messaging.delivery": delivered},
+                ):
+                    done = await self.handle(event, delivered > 1)
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -23,7 +23,8 @@ from copytrade.core.logging import get_logger
 from copytrade.core.settings import PROJECT_ROOT
 from copytrade.events.v1 import events_pb2
 from copytrade.instruments import ContractMaster
-from services.replicator.pipeline import sizing, updates
+from services.replicator.pipeline import metrics, sizing, updates
+from services.replicator.pipeline.accounts import LinkedAccountCache
 from services.replicator.pipeline.capital import DEFAULT_CAPITAL, Capital, default_capital
 from services.replicator.pipeline.followers import Follower, LoadFollowers
 from services.replicator.pipeline.funds import FundsCache, Refused
@@ -107,6 +108,13 @@ def parse_time(value: str) -> datetime | None:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
+def _discard(task: asyncio.Task[object] | None) -> None:
+    """Cancel a task whose result is no longer wanted, and take its exception should it have one."""
+    if task is not None:
+        task.cancel()
+        task.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+
 def _decimal(value: str) -> Decimal | None:
     return Decimal(value) if value else None
 
@@ -121,7 +129,11 @@ class Replication:
         service_token: Callable[[], str],
         capital: Capital = default_capital,
         instruments: ContractMaster | None = None,
+        fanout_streams: int = 1,
+        fanout_stream_min: int = 100,
     ) -> None:
+        self.fanout_streams = fanout_streams
+        self.fanout_stream_min = fanout_stream_min
         self.store = store
         self.followers = followers
         self.gateway = gateway
@@ -131,6 +143,7 @@ class Replication:
         self.instruments = instruments or ContractMaster.load()
         self.prices = load_reference_prices()
         self.funds = FundsCache(self._read_funds)
+        self.accounts = LinkedAccountCache(self._look_up_accounts)
 
     async def run(self, event: events_pb2.OrderAccepted, redelivered: bool) -> bool:
         """Replicate one master order; True when every follower order is final (ack), else False."""
@@ -146,14 +159,26 @@ class Replication:
             price=_decimal(event.price),
             trigger_price=_decimal(event.trigger_price),
         )
-        seen_before = await self.store.fanout_exists(event.order_id)
+        # A first delivery is almost never seen before: plan while the store says so, rather than
+        # after (a round trip off the first copy's path). A redelivery asks first.
+        planning = None if redelivered else asyncio.create_task(self._plan(event, master))
+        try:
+            seen_before = await self.store.fanout_exists(event.order_id)
+        except BaseException:
+            _discard(planning)
+            raise
         if seen_before:
+            _discard(planning)
             await self.store.count_run(event.order_id)
             orders = await self.store.load(event.order_id)
         else:
-            planned = await self._plan(event, master)
+            planned = await (planning or self._plan(event, master))
             marks["planned"] = time.perf_counter()
-            orders = await self.store.create(master, planned)
+            orders, fresh = await self.store.create(master, planned)
+            # Rows another run made first (a racing replica) may already be at the broker.
+            seen_before = not fresh
+            if fresh:
+                metrics.count_final(orders)  # the copies decided without the broker (skipped, failed)
         marks["recorded"] = time.perf_counter()
         pending = [o for o in orders if o.status == PENDING]
         announced: set[int] = set()
@@ -176,6 +201,7 @@ class Replication:
         done = not any(o.status == PENDING for o in orders)
         if done:
             await self.store.finish(event.order_id)
+        metrics.FANOUT_SECONDS.observe(marks.get("last_recorded", marks["recorded"]) - marks["started"])
         self._log_timeline(event, len(orders), marks, done)
         return done
 
@@ -203,8 +229,7 @@ class Replication:
         followers = await self.followers(event.master_user_id)
         if not followers:
             return []
-        ids = [f.follower_id for f in followers]
-        accounts = await self._accounts(ids)
+        accounts = await self.accounts.get(f.follower_id for f in followers)
         capital, refused = await self._capital(followers, accounts)
         order = sizing.MasterOrder(
             side=event.side,
@@ -278,8 +303,8 @@ class Replication:
             reference_price=self.prices.get((instrument.segment, instrument.instrument_id)),
         )
 
-    async def _accounts(self, follower_ids: list[int]) -> dict[int, int]:
-        """follower id -> linked account id, for those who have one."""
+    async def _look_up_accounts(self, follower_ids: list[int]) -> dict[int, int]:
+        """follower id -> linked account id, for those who have one, from the broker gateway."""
         replies = await asyncio.gather(
             *(
                 self.gateway.BatchGetLinkedAccounts(
@@ -350,7 +375,7 @@ class Replication:
         resumed: bool,
         marks: dict[str, float],
     ) -> list[FollowerOrder]:
-        """Send the pending copies in one ExecuteFanout and record the results as they stream back.
+        """Send the pending copies by ExecuteFanout and record the results as they stream back.
 
         Reading and recording run apart: the stream is read as fast as the gateway writes it, and
         each database write takes every result that arrived while the previous one ran. Written
@@ -359,14 +384,22 @@ class Replication:
         Returns the orders whose results were recorded (and published), as they now stand.
         """
         by_tag = {o.tag: o for o in pending}
-        request = broker_pb2.ExecuteFanoutRequest(
-            fanout_id=event.order_id, orders=[self._new_order(o) for o in pending], resumed=resumed
-        )
+        # A large fan-out goes out as several streams, which the channel spreads over the gateway
+        # replicas (one Python process per core), each taking its share of the HTTP work.
+        parts = max(1, min(self.fanout_streams, -(-len(pending) // self.fanout_stream_min)))
+        requests = [
+            broker_pb2.ExecuteFanoutRequest(
+                fanout_id=event.order_id,
+                orders=[self._new_order(o) for o in pending[part::parts]],
+                resumed=resumed,
+            )
+            for part in range(parts)
+        ]
         accepted = parse_time(event.accepted_at)
         started = time.perf_counter()
         arrived: asyncio.Queue[list[broker_pb2.PlacementResult] | None] = asyncio.Queue()
 
-        async def read() -> None:
+        async def read(request: broker_pb2.ExecuteFanoutRequest) -> None:
             try:
                 async for message in self.gateway.ExecuteFanout(
                     request, metadata=self._auth(), timeout=FANOUT_TIMEOUT_SECONDS
@@ -374,6 +407,7 @@ class Replication:
                     if message.results:
                         marks.setdefault("first_result", time.perf_counter())
                         marks["last_result"] = time.perf_counter()
+                        metrics.observe_copies(marks["last_result"] - started, len(message.results))
                         arrived.put_nowait(list(message.results))
                     if message.HasField("summary"):
                         log.info(
@@ -392,15 +426,15 @@ class Replication:
             finally:
                 arrived.put_nowait(None)
 
-        reader = asyncio.create_task(read())
+        readers = [asyncio.create_task(read(request)) for request in requests]
         publishing: list[asyncio.Task[list[FollowerOrder]]] = []
         try:
-            finished = False
-            while not finished:
+            streams_open = len(readers)
+            while streams_open:
                 chunks = [await arrived.get()]
                 while not arrived.empty():
                     chunks.append(arrived.get_nowait())
-                finished = None in chunks
+                streams_open -= chunks.count(None)
                 results = [
                     self._result(r, by_tag[r.tag], accepted)
                     for chunk in chunks
@@ -411,12 +445,14 @@ class Replication:
                 if results:
                     recorded = await self.store.record(results)
                     marks["last_recorded"] = time.perf_counter()
+                    metrics.count_final(recorded)
                     # Published while the next results are written; all are awaited below.
                     publishing.append(asyncio.create_task(self._publish(recorded)))
-            await reader
+            await asyncio.gather(*readers)
             return [order for published in await asyncio.gather(*publishing) for order in published]
         except BaseException:
-            reader.cancel()
+            for task in readers:
+                task.cancel()
             for task in publishing:
                 task.cancel()
             raise

@@ -132,8 +132,11 @@ class Store:
             )
             return found.first() is not None
 
-    async def create(self, master: MasterDetails, orders: list[NewFollowerOrder]) -> list[FollowerOrder]:
+    async def create(
+        self, master: MasterDetails, orders: list[NewFollowerOrder]
+    ) -> tuple[list[FollowerOrder], bool]:
         """Record the fan-out and its follower orders in one transaction, once; read back what exists.
+        True with them when this call made them all, False when an earlier run had made some.
 
         A replica racing on the same master order blocks on the fan-out row, then inserts nothing
         (every pair conflicts) and reads the first one's rows.
@@ -182,9 +185,9 @@ class Store:
                 )
                 inserted = [FollowerOrder(**row) for row in rows.mappings()]
         if len(inserted) == len(orders):
-            return sorted(inserted, key=lambda o: o.id)
+            return sorted(inserted, key=lambda o: o.id), True
         # Another replica got there first (or part way): what exists is the record.
-        return await self.load(master.master_order_id)
+        return await self.load(master.master_order_id), False
 
     async def load(self, master_order_id: int) -> list[FollowerOrder]:
         async with self.engine.connect() as conn:
