@@ -29,7 +29,6 @@ from copytrade.orders.v1 import orders_pb2, orders_pb2_grpc
 from services.replicator.pipeline.store import tag_for
 
 
-# A LIMIT buy of RELIANCE at its reference price, intraday: accepted by the mock and filled there.
 class OrderFields(TypedDict):
     """A PlaceOrderRequest's fields: its keyword arguments, and the REST body as they are."""
 
@@ -42,6 +41,7 @@ class OrderFields(TypedDict):
     price: float
 
 
+# A LIMIT buy of RELIANCE at its reference price, intraday: accepted by the mock and filled there.
 ORDER: OrderFields = {
     "symbol": "RELIANCE",
     "exchange": "NSE",

@@ -15,7 +15,7 @@ from bench.population import Builder, User
 from copytrade.orders.v1 import orders_pb2, orders_pb2_grpc
 from stack import LocalStack
 
-# A LIMIT buy of RELIANCE at its reference price, intraday (bench.measure's): accepted and filled.
+
 class OrderFields(TypedDict):
     """A PlaceOrderRequest's fields: its keyword arguments, and the REST body as they are."""
 
@@ -28,6 +28,7 @@ class OrderFields(TypedDict):
     price: float
 
 
+# A LIMIT buy of RELIANCE at its reference price, intraday (bench.measure's): accepted and filled.
 ORDER: OrderFields = {
     "symbol": "RELIANCE",
     "exchange": "NSE",

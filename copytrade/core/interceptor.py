@@ -87,9 +87,9 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(details)
         if handler is None:
             return None
@@ -109,7 +109,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(method, needs_token, decode, handler.unary_stream),
+                # types-grpcio types a handler as a sync iterator; under grpc.aio it is an async generator.
+                self._wrap_stream(method, needs_token, decode, handler.unary_stream),  # type: ignore[arg-type]
                 request_deserializer=None,
                 response_serializer=handler.response_serializer,
             )
@@ -243,7 +244,7 @@ def _field_not_utf8(descriptor: Descriptor, data: bytes, prefix: str = "") -> st
                         chunk.decode("utf-8")
                     except UnicodeDecodeError:
                         return prefix + field.name
-                elif field.type == FieldDescriptor.TYPE_MESSAGE:
+                elif field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type is not None:
                     inner = _field_not_utf8(field.message_type, chunk, f"{prefix}{field.name}.")
                     if inner is not None:
                         return inner
@@ -263,7 +264,7 @@ def _field_with_nul(message: Any, prefix: str = "") -> str | None:
             if any("\x00" in text for text in ((value,) if isinstance(value, str) else value)):
                 return prefix + field.name
         elif field.type == FieldDescriptor.TYPE_MESSAGE:
-            if field.message_type.GetOptions().map_entry:
+            if field.message_type is not None and field.message_type.GetOptions().map_entry:
                 items = value.items()
                 if any("\x00" in str(k) or isinstance(v, str) and "\x00" in v for k, v in items):
                     return prefix + field.name

@@ -84,6 +84,8 @@ async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
     """
     for stream in STREAMS:
         config = dataclasses.replace(stream, num_replicas=replicas)
+        if config.name is None:  # StreamConfig allows it; every stream of STREAMS has one
+            raise ValueError(f"a stream of STREAMS has no name: {config}")
         try:
             await js.stream_info(config.name)
         except NotFoundError:

@@ -7,6 +7,7 @@ import logging
 import sys
 
 import structlog
+from structlog.typing import EventDict, WrappedLogger
 
 from copytrade.core import tracing
 from copytrade.core.settings import Settings
@@ -18,13 +19,13 @@ _SECRET_KEYS = frozenset(
 )  # fmt: skip
 
 
-def _redact_secrets(_logger: object, _name: str, event: dict) -> dict:
+def _redact_secrets(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
     for key in event.keys() & _SECRET_KEYS:
         event[key] = "[redacted]"
     return event
 
 
-def _add_trace_ids(_logger: object, _name: str, event: dict) -> dict:
+def _add_trace_ids(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
     # A line logged inside a span names its trace, so the logs of one order join its trace.
     if tracing.ENABLED:
         ids = tracing.current_ids()

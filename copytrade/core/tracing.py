@@ -158,9 +158,9 @@ class TracingServerInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(details)
         if handler is None or details.method.startswith(_UNTRACED_PREFIXES):
             return handler
@@ -173,7 +173,8 @@ class TracingServerInterceptor(grpc.aio.ServerInterceptor):
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                _traced_stream(method, handler.unary_stream),
+                # types-grpcio types a handler as a sync iterator; under grpc.aio it is an async generator.
+                _traced_stream(method, handler.unary_stream),  # type: ignore[arg-type]
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -255,7 +256,9 @@ def _with_trace_metadata(details: grpc.aio.ClientCallDetails) -> grpc.aio.Client
     metadata = grpc.aio.Metadata(*(details.metadata or ()))
     for key, value in _trace_carrier().items():
         metadata[key] = value
-    return details._replace(metadata=metadata)
+    return grpc.aio.ClientCallDetails(
+        details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+    )
 
 
 def _trace_carrier() -> dict[str, str]:

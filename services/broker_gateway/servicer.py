@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any, cast
 
 import grpc
 import structlog
@@ -60,31 +61,35 @@ def _decimal_text(value: Decimal | None) -> str:
     return "" if value is None else format(value, "f")
 
 
+# The casts below: protoc's .pyi types an enum field as its enum or the value's name, while the runtime
+# takes the number, which the brokers' IntEnums (numbered as broker.proto) give.
 def broker_order_message(account_id: int, entry: BookEntry) -> broker_pb2.BrokerOrder:
     return broker_pb2.BrokerOrder(
         account_id=account_id,
         broker_order_id=entry.broker_order_id,
         exchange_order_id=entry.exchange_order_id,
         tag=entry.tag,
-        instrument=broker_pb2.Instrument(symbol=entry.symbol, exchange=int(entry.exchange or 0)),
-        side=int(entry.side or 0),
-        order_type=int(entry.order_type or 0),
-        product=int(entry.product or 0),
-        validity=int(entry.validity or 0),
+        instrument=broker_pb2.Instrument(
+            symbol=entry.symbol, exchange=cast(broker_pb2.Exchange, int(entry.exchange or 0))
+        ),
+        side=cast(broker_pb2.Side, int(entry.side or 0)),
+        order_type=cast(broker_pb2.OrderType, int(entry.order_type or 0)),
+        product=cast(broker_pb2.Product, int(entry.product or 0)),
+        validity=cast(broker_pb2.Validity, int(entry.validity or 0)),
         quantity=entry.quantity,
         filled_quantity=entry.filled_quantity,
         pending_quantity=entry.pending_quantity,
         price=_decimal_text(entry.price),
         trigger_price=_decimal_text(entry.trigger_price),
         average_price=_decimal_text(entry.average_price),
-        status=int(entry.status),
+        status=cast(broker_pb2.OrderStatus, int(entry.status)),
         raw_status=entry.raw_status,
         rejection_reason=entry.rejection_reason,
         exchange_time=entry.exchange_time.isoformat() if entry.exchange_time else "",
     )
 
 
-def _result(order: broker_pb2.NewOrder, **fields: object) -> broker_pb2.PlacementResult:
+def _result(order: broker_pb2.NewOrder, **fields: Any) -> broker_pb2.PlacementResult:
     return broker_pb2.PlacementResult(
         tag=order.tag, user_id=order.user_id, account_id=order.account_id, order_id=order.order_id, **fields
     )
@@ -315,7 +320,7 @@ def _parse_price(field: str, text: str) -> Decimal | None:
 
 def _action_result(result) -> broker_pb2.ActionResult:
     return broker_pb2.ActionResult(
-        outcome=int(result.outcome),
+        outcome=cast(broker_pb2.ActionOutcome, int(result.outcome)),  # a number, as in broker_order_message
         broker_order_id=result.broker_order_id,
         error_code=result.error_code,
         reason=result.reason,

@@ -26,11 +26,16 @@ import itertools
 import math
 import resource
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypedDict
 
 import aiohttp
 import httpx
 
 from copytrade.core.settings import Settings
+
+if TYPE_CHECKING:
+    # The type of httpx.USE_CLIENT_DEFAULT, which httpx does not export.
+    from httpx._client import UseClientDefault
 
 # Enough for a 5,000-order fan-out with every order in flight at once.
 DEFAULT_MAX_CONNECTIONS = 5_000
@@ -39,6 +44,10 @@ SHARD_IN_FLIGHT = 100
 SHARD_CONNECTIONS_H1 = 10
 # Idle connections are kept this long between fan-outs; the broker may close them sooner.
 KEEPALIVE_SECONDS = 60.0
+
+
+class _AiohttpOptions(TypedDict, total=False):
+    timeout: aiohttp.ClientTimeout
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +166,7 @@ class AiohttpTransport(Transport):
         timeout: float | None = None,
     ) -> Reply:
         # No timeout argument at all means the session's; an explicit None would mean none.
-        options = {}
+        options: _AiohttpOptions = {}
         if timeout is not None:
             options["timeout"] = aiohttp.ClientTimeout(
                 total=timeout, connect=min(timeout, self._connect_timeout)
@@ -249,7 +258,7 @@ class HttpxTransport(Transport):
         body: bytes | None = None,
         timeout: float | None = None,
     ) -> Reply:
-        per_call: httpx.Timeout | object = httpx.USE_CLIENT_DEFAULT
+        per_call: httpx.Timeout | UseClientDefault = httpx.USE_CLIENT_DEFAULT
         if timeout is not None:
             connect = min(timeout, self._connect_timeout)
             per_call = httpx.Timeout(timeout, connect=connect, pool=connect)

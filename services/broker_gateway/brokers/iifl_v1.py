@@ -97,14 +97,15 @@ class IiflV1Adapter(BrokerAdapter):
             write=False,
         )
         data = decode(reply.body)
-        token = data.get("userSession") if isinstance(data, dict) else None
+        # Not a JSON object (nothing, or JSON of another shape): nothing to read a session or a reason from.
+        if not isinstance(data, dict) or reply.status not in (200, 400, 401, 403):
+            raise Unavailable(f"unreadable login reply (HTTP {reply.status})", code=f"HTTP_{reply.status}")
+        token = data.get("userSession")
         if reply.status == 200 and isinstance(token, str) and token and _ok(data):
             opened = datetime.now(UTC)
             return BrokerSession(
                 token=token, dialect=self.dialect, opened_at=opened, expires_at=next_ist_midnight(opened)
             )
-        if data is None or reply.status not in (200, 400, 401, 403):
-            raise Unavailable(f"unreadable login reply (HTTP {reply.status})", code=f"HTTP_{reply.status}")
         code, message = _error(data, reply.status)
         raise CredentialsRejected(f"IIFL refused the login: {message}", code=code)
 

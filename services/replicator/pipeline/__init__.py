@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import TypedDict
 
 import grpc
 from nats.aio.client import Client
@@ -46,6 +47,15 @@ __all__ = ["Pipeline"]
 STOP_GRACE_SECONDS = 10.0
 
 
+class _ConsumerOptions(TypedDict):
+    """OrdersConsumer's keyword arguments, kept from the constructor until start()."""
+
+    durable: str
+    subject: str
+    ack_wait_seconds: float
+    max_in_flight: int
+
+
 class Pipeline:
     def __init__(
         self,
@@ -64,7 +74,7 @@ class Pipeline:
         self.store = Store(engine)
         self.subscriptions = subscriptions
         self._capital = capital
-        self._consumer_options = {
+        self._consumer_options: _ConsumerOptions = {
             "durable": durable,
             "subject": subject,
             "ack_wait_seconds": ack_wait_seconds,

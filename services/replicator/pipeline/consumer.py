@@ -70,7 +70,7 @@ class OrdersConsumer:
         self._working: set[asyncio.Task[None]] = set()
         self._subscription: JetStreamContext.PullSubscription | None = None
 
-    async def subscribe(self) -> None:
+    async def subscribe(self) -> JetStreamContext.PullSubscription:
         """Create (or join) the durable consumer, so that it exists once this returns."""
         self._subscription = await self.js.pull_subscribe(
             self.subject,
@@ -86,12 +86,13 @@ class OrdersConsumer:
                 max_ack_pending=MAX_ACK_PENDING,
             ),
         )
+        return self._subscription
 
     async def run(self) -> None:
         """Fetch master orders and start work on each until cancelled (the work itself goes on)."""
-        if self._subscription is None:
-            await self.subscribe()
         subscription = self._subscription
+        if subscription is None:
+            subscription = await self.subscribe()
         while True:
             free = self.max_in_flight - len(self._working)
             if free == 0:

@@ -451,9 +451,7 @@ class Replication:
             await asyncio.gather(*readers)
             return [order for published in await asyncio.gather(*publishing) for order in published]
         except BaseException:
-            for task in readers:
-                task.cancel()
-            for task in publishing:
+            for task in (*readers, *publishing):
                 task.cancel()
             raise
 
@@ -462,10 +460,12 @@ class Replication:
             account_id=order.account_id or 0,
             user_id=order.follower_id,
             order_id=order.id,
-            instrument=broker_pb2.Instrument(symbol=order.symbol, exchange=_EXCHANGES.get(order.exchange, 0)),
-            side=_SIDES.get(order.side, 0),
-            order_type=_TYPES.get(order.order_type, 0),
-            product=_PRODUCTS.get(order.product, 0),
+            instrument=broker_pb2.Instrument(
+                symbol=order.symbol, exchange=_EXCHANGES.get(order.exchange, broker_pb2.EXCHANGE_UNSPECIFIED)
+            ),
+            side=_SIDES.get(order.side, broker_pb2.SIDE_UNSPECIFIED),
+            order_type=_TYPES.get(order.order_type, broker_pb2.ORDER_TYPE_UNSPECIFIED),
+            product=_PRODUCTS.get(order.product, broker_pb2.PRODUCT_UNSPECIFIED),
             quantity=order.quantity,
             price=updates.decimal_text(order.price),
             trigger_price=updates.decimal_text(order.trigger_price),
