@@ -6,38 +6,14 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypedDict
 
 import aiohttp
 import grpc
 
+from bench.measure import ORDER
 from bench.population import Builder, User
 from copytrade.orders.v1 import orders_pb2, orders_pb2_grpc
 from stack import LocalStack
-
-
-class OrderFields(TypedDict):
-    """A PlaceOrderRequest's fields: its keyword arguments, and the REST body as they are."""
-
-    symbol: str
-    exchange: str
-    side: str
-    order_type: str
-    product: str
-    quantity: int
-    price: float
-
-
-# A LIMIT buy of RELIANCE at its reference price, intraday (bench.measure's): accepted and filled.
-ORDER: OrderFields = {
-    "symbol": "RELIANCE",
-    "exchange": "NSE",
-    "side": "BUY",
-    "order_type": "LIMIT",
-    "product": "MIS",
-    "quantity": 10,
-    "price": 1412.30,
-}
 
 
 @dataclass

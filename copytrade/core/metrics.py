@@ -17,7 +17,6 @@ Labels never carry user or order ids: a series per user would grow without bound
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -28,6 +27,7 @@ import grpc
 from nats.js import JetStreamContext
 from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics, start_http_server
 
+from copytrade.core import background
 from copytrade.core.logging import get_logger
 from copytrade.core.settings import Settings
 
@@ -205,11 +205,7 @@ class ConsumerLag:
             self._task = asyncio.create_task(self._run(), name="jetstream-consumer-lag")
 
     async def stop(self) -> None:
-        if self._task is None:
-            return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await background.stop(self._task)
         self._task = None
 
     async def refresh(self) -> None:

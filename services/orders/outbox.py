@@ -24,7 +24,7 @@ from nats.js import JetStreamContext
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from copytrade.core import tracing
+from copytrade.core import background, tracing
 from services.orders.models import OutboxMessage
 
 log = structlog.get_logger("copytrade.orders.outbox")
@@ -60,11 +60,7 @@ class OutboxPublisher:
         self._task = asyncio.create_task(self._run(), name="outbox-publisher")
 
     async def stop(self) -> None:
-        if self._task is None:
-            return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await background.stop(self._task)
         self._task = None
 
     async def _run(self) -> None:

@@ -36,6 +36,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from copytrade.core import background
 from copytrade.core.jetstream import ORDER_UPDATES_STREAM
 from copytrade.events.v1 import events_pb2
 from services.orders.models import Order
@@ -48,12 +49,31 @@ BATCH = 512
 # update waits to be batched with others. Idle, it costs one pull request per interval. Kept short:
 # WatchOrders waits for a new copy's row here before it tells the follower (for the copy's id).
 BATCH_WAIT_SECONDS = 0.05
-# An update that came before the one carrying its order's details waits for it.
+# An update that came before the one carrying its order's details waits for it, RETRY_SECONDS at a
+# time, for at most MAX_WAITS deliveries (10 minutes): one whose details never come (its order lost
+# with a database restored from an older backup, a stray publish) must not cycle forever, holding
+# the consumer's unacknowledged count up for good.
 RETRY_SECONDS = 1.0
+MAX_WAITS = 600
 
 
 class NotYetKnown(Exception):
     """An update for a follower order whose first (detailed) update has not been applied yet."""
+
+
+async def _wait_for_details(message: Msg, change: events_pb2.OrderStatusChanged) -> None:
+    """Have JetStream deliver the update again later, or drop it once it has waited MAX_WAITS times."""
+    if message.metadata.num_delivered >= MAX_WAITS:
+        log.error(
+            "order update dropped: its order's details never came",
+            order_id=change.order_id,
+            master_order_id=change.master_order_id,
+            sequence=change.sequence,
+            deliveries=message.metadata.num_delivered,
+        )
+        await message.term()
+    else:
+        await message.nak(delay=RETRY_SECONDS)
 
 
 def _decimal(text: str) -> Decimal | None:
@@ -286,11 +306,7 @@ class UpdatesProjection:
         self._task = asyncio.create_task(self._run(subscription), name="orders-projection")
 
     async def stop(self) -> None:
-        if self._task is None:
-            return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await background.stop(self._task)
         self._task = None
         if self._subscription is not None:
             # A pull cancelled mid-fetch leaves the subscription waiting: without this, the
@@ -338,7 +354,7 @@ class UpdatesProjection:
             else:
                 await asyncio.gather(
                     *(
-                        message.nak(delay=RETRY_SECONDS) if change.order_id in waiting else message.ack()
+                        _wait_for_details(message, change) if change.order_id in waiting else message.ack()
                         for message, change in copies
                     )
                 )
@@ -356,7 +372,7 @@ class UpdatesProjection:
             async with self._sessions() as session, session.begin():
                 await apply(session, change)
         except NotYetKnown:
-            await message.nak(delay=RETRY_SECONDS)
+            await _wait_for_details(message, change)
             return
         except (IntegrityError, DataError):
             # The update itself can never be stored: retrying would only fill the log

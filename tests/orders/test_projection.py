@@ -83,6 +83,32 @@ async def test_follower_orders_appear_under_the_master_order(orders_stub, orders
     assert [o.id for o in mine.orders] == [order_id]
 
 
+async def test_an_update_whose_details_never_come_is_dropped_after_waiting(
+    orders_stub, orders_process, js, new_user, monkeypatch
+):
+    from services.orders import projection
+
+    monkeypatch.setattr(projection, "MAX_WAITS", 2)  # two deliveries a second apart, not ten minutes
+    _, master = new_user()
+    order_id = (await orders_stub.PlaceOrder(request(order_type="LIMIT"), metadata=master)).order.id
+    follower_id = random.randrange(10**12, 2**62)
+    source_id = random.randrange(10**12, 2**62)
+    await publish(js, follower_update(order_id, follower_id, source_id, 2, "OPEN", broker_order_id="B78"))
+    await asyncio.sleep(projection.RETRY_SECONDS * 3)  # delivered twice, then given up
+    # Its details come only now: the dropped update is not applied any more.
+    await publish(js, follower_update(order_id, follower_id, source_id, 1, "SUBMITTED", details=DETAILS))
+
+    async def created():
+        got = await orders_stub.GetOrder(orders_pb2.GetOrderRequest(order_id=order_id), metadata=master)
+        return list(got.follower_orders) or None
+
+    copies = await eventually(created)
+    assert copies is not None, "the follower order never appeared"
+    await asyncio.sleep(projection.RETRY_SECONDS * 2)  # long enough for a retried OPEN to have landed
+    got = await orders_stub.GetOrder(orders_pb2.GetOrderRequest(order_id=order_id), metadata=master)
+    assert [c.status for c in got.follower_orders] == ["SUBMITTED"]
+
+
 async def test_master_order_status_updates_apply_in_sequence(orders_stub, js, new_user):
     master_id, master = new_user()
     order_id = (await orders_stub.PlaceOrder(request(), metadata=master)).order.id
