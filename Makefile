@@ -10,6 +10,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) scripts/repair_otel_protos.py
 	touch $@
 
 ## install: a virtualenv with every dependency, the real servers included, and generated code

@@ -31,6 +31,7 @@ COPY . .
 # /gateway is where docker-compose.yml mounts the Envoy configuration volume: a new volume takes the
 # owner of its mount point, so the unprivileged user can write it.
 RUN pip install --no-deps -e . \
+    && python scripts/repair_otel_protos.py \
     && python scripts/gen_protos.py \
     && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin copytrade \
     && mkdir /gateway && chown copytrade:copytrade /gateway
