@@ -40,3 +40,14 @@ async def eventually(probe, accept, timeout: float = 20.0):
         if accept(result) or asyncio.get_running_loop().time() > deadline:
             return result
         await asyncio.sleep(0.2)
+
+
+async def place_market_buy(rest, headers: dict, symbol: str, quantity: int) -> str:
+    """A master's MARKET buy through Envoy's REST API; the new order's id."""
+    placed = await rest.post(
+        "/api/orders/place",
+        json={"symbol": symbol, "side": "BUY", "order_type": "MARKET", "quantity": quantity},
+        headers=headers,
+    )
+    assert placed.status_code == 200, placed.text
+    return placed.json()["order"]["id"]

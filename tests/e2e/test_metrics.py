@@ -9,7 +9,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.flows import PASSWORD, eventually, link_and_follow, register_and_login
+from tests.e2e.flows import PASSWORD, eventually, link_and_follow, place_market_buy, register_and_login
 
 pytestmark = pytest.mark.e2e
 
@@ -78,13 +78,7 @@ async def test_metrics_agree_with_a_replicated_master_order(stack, rest, unique)
     assert followed.status_code == 200, followed.text
 
     before = {service: await scrape(stack, service) for service in SERVICES}
-    placed = await rest.post(
-        "/api/orders/place",
-        json={"symbol": "INFY", "side": "BUY", "order_type": "MARKET", "quantity": 1},
-        headers=master["headers"],
-    )
-    assert placed.status_code == 200, placed.text
-    order_id = placed.json()["order"]["id"]
+    order_id = await place_market_buy(rest, master["headers"], "INFY", 1)
 
     async def master_view():
         return (await rest.get(f"/api/orders/{order_id}", headers=master["headers"])).json()

@@ -7,7 +7,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from tests.e2e.flows import eventually, link_and_follow, register_and_login
+from tests.e2e.flows import eventually, link_and_follow, place_market_buy, register_and_login
 
 pytestmark = pytest.mark.e2e
 async def test_a_master_order_is_copied_to_every_follower_once(stack, rest, unique):
@@ -23,13 +23,7 @@ async def test_a_master_order_is_copied_to_every_follower_once(stack, rest, uniq
         await link_and_follow(rest, unique, follower, master, strategy)
         followers.append(follower)
 
-    placed = await rest.post(
-        "/api/orders/place",
-        json={"symbol": "RELIANCE", "side": "BUY", "order_type": "MARKET", "quantity": 5},
-        headers=master["headers"],
-    )
-    assert placed.status_code == 200, placed.text
-    order_id = placed.json()["order"]["id"]
+    order_id = await place_market_buy(rest, master["headers"], "RELIANCE", 5)
 
     async def master_view():
         return (await rest.get(f"/api/orders/{order_id}", headers=master["headers"])).json()
@@ -92,13 +86,7 @@ async def test_linking_unlinking_and_linking_again_reach_the_next_master_order(s
     assert followed.status_code == 200, followed.text
 
     async def copy_of_next_order() -> dict:
-        placed = await rest.post(
-            "/api/orders/place",
-            json={"symbol": "TCS", "side": "BUY", "order_type": "MARKET", "quantity": 1},
-            headers=master["headers"],
-        )
-        assert placed.status_code == 200, placed.text
-        order_id = placed.json()["order"]["id"]
+        order_id = await place_market_buy(rest, master["headers"], "TCS", 1)
 
         async def view():
             return (await rest.get(f"/api/orders/{order_id}", headers=master["headers"])).json()

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.flows import eventually
+from tests.e2e.flows import eventually, place_market_buy
 from tests.support.stack import package_stack
 
 pytestmark = pytest.mark.e2e
@@ -94,13 +94,7 @@ async def test_the_operator_guide_works_as_written(stack, unique):
         assert followed.status_code == 200, followed.text
 
         async def place_and_settle() -> dict:
-            placed = await rest.post(
-                "/api/orders/place",
-                json={"symbol": "RELIANCE", "side": "BUY", "order_type": "MARKET", "quantity": 1},
-                headers=tokens["MASTER"],
-            )
-            assert placed.status_code == 200, placed.text
-            order_id = placed.json()["order"]["id"]
+            order_id = await place_market_buy(rest, tokens["MASTER"], "RELIANCE", 1)
 
             async def report():
                 return (await rest.get(f"/api/orders/{order_id}/replication", headers=tokens["MASTER"])).json()
