@@ -312,22 +312,17 @@ class Control:
         prefix = request.query.get("tag_prefix", "")
         if not prefix:
             raise ControlError(400, "tag_prefix is required")
-        orders = [
-            order
-            for account in self.state.accounts.by_key.values()
-            for order in account.book.orders
-            if order.tag.startswith(prefix)
-        ]
+        orders = list(self.state.tags.starting_with(prefix))
         if not orders:
             return {"orders": 0}
-        received = sorted(order.received_at for order in orders)
-        created = sorted(order.created_at for order in orders)
+        received = [order.received_at for order in orders]
+        created = [order.created_at for order in orders]
         return {
             "orders": len(orders),
-            "first_received_at": received[0].isoformat(),
-            "last_received_at": received[-1].isoformat(),
-            "first_created_at": created[0].isoformat(),
-            "last_created_at": created[-1].isoformat(),
+            "first_received_at": min(received).isoformat(),
+            "last_received_at": max(received).isoformat(),
+            "first_created_at": min(created).isoformat(),
+            "last_created_at": max(created).isoformat(),
         }
 
     def _summary(self, account: Account, by_tag: bool) -> dict:

@@ -6,6 +6,8 @@ Products are kept in v1's names (DELIVERY, INTRADAY, NORMAL, BNPL); XTS maps CNC
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -220,6 +222,32 @@ class OrderBook:
                 position.sell_quantity += trade.quantity
                 position.sell_value += value
         return list(positions.values())
+
+
+class TagIndex:
+    """Every tagged order of every account, sorted by tag: the orders whose tag starts with a
+    prefix are one run of it, found by bisection, whatever the number of orders.
+
+    Two parallel lists rather than (tag, order) pairs: orders do not compare, and equal tags are
+    legal (across sessions). Inserting moves only the entries after the new tag; a fan-out's tags
+    share a prefix that grows with its master order, so new tags land near the end.
+    """
+
+    def __init__(self) -> None:
+        self._tags: list[str] = []
+        self._orders: list[Order] = []
+
+    def add(self, order: Order) -> None:
+        at = bisect_right(self._tags, order.tag)
+        self._tags.insert(at, order.tag)
+        self._orders.insert(at, order)
+
+    def starting_with(self, prefix: str) -> Iterator[Order]:
+        tags = self._tags
+        at = bisect_left(tags, prefix)
+        while at < len(tags) and tags[at].startswith(prefix):
+            yield self._orders[at]
+            at += 1
 
 
 def margin_rate(order: Order) -> Decimal:

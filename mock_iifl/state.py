@@ -15,7 +15,7 @@ from mock_iifl.clock import Clock
 from mock_iifl.config import AccountConfig, Faults, Latency, RateLimits, RunConfig
 from mock_iifl.instruments import InstrumentMaster
 from mock_iifl.lifecycle import Ids, Lifecycle
-from mock_iifl.orderbook import Order
+from mock_iifl.orderbook import Order, TagIndex
 from mock_iifl.ratelimit import RateLimiter
 from mock_iifl.trading import Broker
 
@@ -55,6 +55,8 @@ class MockState:
         self.config = config or RunConfig()
         self.rng = random.Random(self.config.seed)
         self.accounts = Accounts()
+        # The tagged orders of all accounts, for /_mock/arrivals; cleared with the accounts.
+        self.tags = TagIndex()
         self.limiter = RateLimiter()
         self.ids = Ids()
         self.stats = Stats()

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from mock_iifl import faults as fault
 from mock_iifl import orderbook as ob
 from mock_iifl.accounts import Session
+from mock_iifl.clock import ist_date_code
 from mock_iifl.instruments import Instrument
 
 if TYPE_CHECKING:
@@ -172,7 +173,7 @@ class Broker:
         seq = state.ids.order_seq()
         order = ob.Order(
             seq=seq,
-            order_id=self._order_id(session, seq),
+            order_id=self._order_id(session, seq, now),
             session_token=session.token,
             instrument=request.instrument,
             side=request.side,
@@ -202,6 +203,7 @@ class Broker:
         book.add(order)
         if request.tag:
             session.tags[request.tag] = order
+            state.tags.add(order)
         state.stats.events["orders_created"] += 1
         state.lifecycle.accept(account, order)
         return order, False
@@ -290,8 +292,8 @@ class Broker:
             state.stats.faults["rms_reject"] += 1
             raise Refusal("rms", "RMS: Insufficient funds to place the order")
 
-    def _order_id(self, session: Session, seq: int) -> str:
+    def _order_id(self, session: Session, seq: int, now: datetime) -> str:
         if session.account.dialect == "xts":
             return str(10_000_000 + seq)
-        # v1: YYMMDD (IST) and a sequence, 15 digits.
-        return f"{self.state.clock.now():%y%m%d}{seq:09d}"
+        # v1: YYMMDD (IST) of its creation and a sequence, 15 digits.
+        return f"{ist_date_code(now)}{seq:09d}"
