@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from copytrade.core.logging import get_logger
 from copytrade.core.settings import Settings
-from services.broker_gateway.accounts import AccountRepository
+from services.broker_gateway.accounts import AccountRepository, AccountRow
 from services.broker_gateway.brokers import (
     AccountClient,
     BrokerAdapter,
@@ -53,6 +53,8 @@ class Ready:
 
 
 Resolution = Ready | Refusal
+# A fan-out reads light rows (by_ids); a lapsed session re-reads the full account (by_id).
+AccountState = AccountRow | LinkedAccount
 
 
 class SessionManager:
@@ -107,7 +109,7 @@ class SessionManager:
                 resolved[account_id] = self._ready(row)
         return resolved
 
-    def _ready(self, row: LinkedAccount) -> Resolution:
+    def _ready(self, row: AccountState) -> Resolution:
         lapsed = row.session_expires_at is not None and row.session_expires_at <= datetime.now(UTC)
         if row.status != "LINKED" or not row.session_encrypted or lapsed:
             if Dialect(row.dialect) is Dialect.XTS and row.status == "LINKED":
@@ -131,7 +133,7 @@ class SessionManager:
         )
         return Ready(self._client(row, session), row.user_id, Dialect(row.dialect))
 
-    def _client(self, row: LinkedAccount, session: BrokerSession | None) -> AccountClient:
+    def _client(self, row: AccountState, session: BrokerSession | None) -> AccountClient:
         sealed = row.session_encrypted or ""
         cached = self._clients.get(row.id)
         if cached is not None and cached[0] == sealed:
