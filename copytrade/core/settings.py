@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     # Even with one gateway, the first stream's copies go out before the others' accounts are read.
     fanout_streams: int = Field(4, ge=1, le=64)
     fanout_stream_min_orders: int = Field(100, ge=1, le=20_000)
+    # A fan-out with more than twice this many copies to send records and sends this many first,
+    # and records the rest while they are on their way.
+    fanout_first_part: int = Field(50, ge=1, le=20_000)
     broker_http_client: str = Field("aiohttp", pattern="^(aiohttp|httpx)$")
     broker_request_timeout_seconds: float = Field(5.0, gt=0, le=60)
     # How long one order may take in all, lookups and retries included, before it is reported UNKNOWN.

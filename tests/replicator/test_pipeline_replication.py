@@ -531,3 +531,76 @@ async def test_a_large_fan_out_is_sent_as_several_streams_and_every_copy_lands_o
     assert {rows[f]["status"] for f in followers} == {"SUBMITTED"}
     tags = await placed_tags(mock)
     assert all(tags.get(tag_for(order_id, f)) == 1 for f in followers), tags
+
+
+async def fixed_quantity_followers(gateway, engine, master: int, count: int, code) -> list[int]:
+    """`count` followers of `master`, each with a linked XTS account, copying 1 unit."""
+    followers = [new_id() for _ in range(count)]
+    for follower in followers:
+        await link_xts(gateway, follower, code())
+        await subscribe(engine, master, follower, "FIXED_QUANTITY", fixed_quantity=1)
+    return followers
+
+
+async def fanout_row(engine, order_id: int) -> dict:
+    async with engine.connect() as conn:
+        found = await conn.execute(
+            text("SELECT * FROM replicator.fanouts WHERE master_order_id = :id"), {"id": order_id}
+        )
+        return dict(found.mappings().one())
+
+
+async def test_a_large_plan_is_recorded_in_two_parts_and_the_first_goes_out_before_the_rest(
+    gateway, mock, engine, js, pipelines, unique
+):
+    master, order_id = new_id(), new_id()
+    followers = await fixed_quantity_followers(gateway, engine, master, 7, lambda: unique("W"))
+    # 7 copies to send, more than twice the first part of 2: 2 recorded and sent, then 5. Streams
+    # are not split here (at least 100 copies each), so each part is one stream.
+    settings = gateway.settings.model_copy(update={"fanout_first_part": 2})
+    await pipelines(master, settings=settings)
+    before = fanout_streams_opened()
+
+    await publish_order(js, order_id, master)
+    await wait_acked(js, pipelines.durable)
+
+    assert fanout_streams_opened() - before == 2
+    rows = await follower_orders(engine, order_id)
+    assert {rows[f]["status"] for f in followers} == {"SUBMITTED"}
+    tags = await placed_tags(mock)
+    assert all(tags.get(tag_for(order_id, f)) == 1 for f in followers), tags
+    assert (await fanout_row(engine, order_id))["state"] == "DONE"
+
+
+async def test_a_run_stopped_between_the_parts_of_its_plan_is_finished_by_the_redelivery(
+    gateway, mock, engine, js, pipelines, unique
+):
+    master, order_id = new_id(), new_id()
+    followers = await fixed_quantity_followers(gateway, engine, master, 7, lambda: unique("X"))
+    settings = gateway.settings.model_copy(update={"fanout_first_part": 2})
+    pipeline = await pipelines(master, settings=settings)
+    # The first run fails as a crash would, after its first part is recorded and on its way and
+    # before the rest is recorded; the redelivery must plan and place the other five.
+    store = pipeline.store
+    record_rest = store.add
+    seen_by_the_failure: list = []
+
+    async def fail_once(master_details, orders):
+        if not seen_by_the_failure:
+            recorded = await follower_orders(engine, order_id)
+            seen_by_the_failure.extend([len(orders), len(recorded), (await fanout_row(engine, order_id))["state"]])
+            raise ConnectionError("the database went away")
+        return await record_rest(master_details, orders)
+
+    store.add = fail_once
+    await publish_order(js, order_id, master)
+    await wait_acked(js, pipelines.durable, timeout=40)
+
+    assert seen_by_the_failure == [5, 2, "PLANNING"], "the first run did not stop between the parts"
+    rows = await follower_orders(engine, order_id)
+    assert set(rows) == set(followers)
+    assert {row["status"] for row in rows.values()} == {"SUBMITTED"}
+    tags = await placed_tags(mock)
+    assert all(tags.get(tag_for(order_id, f)) == 1 for f in followers), tags
+    fanout = await fanout_row(engine, order_id)
+    assert fanout["state"] == "DONE" and fanout["runs"] >= 2

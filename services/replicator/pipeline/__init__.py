@@ -113,6 +113,7 @@ class Pipeline:
             instruments=self._instruments or await asyncio.to_thread(ContractMaster.load),
             fanout_streams=self.settings.fanout_streams,
             fanout_stream_min=self.settings.fanout_stream_min_orders,
+            first_part=self.settings.fanout_first_part,
         )
         self._replication = replication
         await replication.accounts.listen(self._nats)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -31,7 +32,9 @@ from services.replicator.pipeline.funds import FundsCache, Refused
 from services.replicator.pipeline.store import (
     FAILED,
     PENDING,
+    PLANNING,
     REJECTED,
+    RUNNING,
     SKIPPED,
     SUBMITTED,
     FollowerOrder,
@@ -119,6 +122,56 @@ def _decimal(value: str) -> Decimal | None:
     return Decimal(value) if value else None
 
 
+@dataclass(frozen=True)
+class Plan:
+    """A master order's followers and what sizing their copies needs, read once per fan-out."""
+
+    followers: list[Follower]
+    accounts: dict[int, int]
+    capital: dict[int, Decimal]
+    refused: dict[int, Refused]
+    order: sizing.MasterOrder
+    contract: sizing.Contract
+    stale: bool
+
+    def copies(self, followers: list[Follower]) -> list[NewFollowerOrder]:
+        """Size each follower's copy, or decide why there is none."""
+        planned = []
+        for follower in followers:
+            account = self.accounts.get(follower.follower_id)
+            if self.stale:
+                planned.append(
+                    NewFollowerOrder(
+                        follower.follower_id, account, 0, SKIPPED, "master order is too old to copy", "STALE_ORDER"
+                    )
+                )
+                continue
+            if account is None:
+                planned.append(
+                    NewFollowerOrder(
+                        follower.follower_id, None, 0, FAILED, "no linked broker account", "ACCOUNT_NOT_LINKED"
+                    )
+                )
+                continue
+            refusal = self.refused.get(follower.follower_id)
+            if refusal is not None:
+                # Its broker said the account cannot trade now (a lapsed session): the follower
+                # must hear that, not a sizing reason computed on a fallback capital.
+                planned.append(
+                    NewFollowerOrder(follower.follower_id, account, 0, FAILED, refusal.reason, refusal.code)
+                )
+                continue
+            funds = self.capital.get(follower.follower_id, DEFAULT_CAPITAL)
+            sized = sizing.size(self.order, follower.strategy, self.contract, funds)
+            if sized.skipped:
+                planned.append(
+                    NewFollowerOrder(follower.follower_id, account, 0, SKIPPED, sized.skip_reason, sized.skip_code)
+                )
+            else:
+                planned.append(NewFollowerOrder(follower.follower_id, account, sized.quantity, PENDING))
+        return planned
+
+
 class Replication:
     def __init__(
         self,
@@ -131,7 +184,9 @@ class Replication:
         instruments: ContractMaster | None = None,
         fanout_streams: int = 1,
         fanout_stream_min: int = 100,
+        first_part: int = 50,
     ) -> None:
+        self.first_part = first_part
         self.fanout_streams = fanout_streams
         self.fanout_stream_min = fanout_stream_min
         self.store = store
@@ -163,35 +218,59 @@ class Replication:
         # after (a round trip off the first copy's path). A redelivery asks first.
         planning = None if redelivered else asyncio.create_task(self._plan(event, master))
         try:
-            seen_before = await self.store.fanout_exists(event.order_id)
+            state = await self.store.fanout_state(event.order_id)
         except BaseException:
             _discard(planning)
             raise
-        if seen_before:
+        tail: list[Follower] = []
+        if state is None:
+            plan = await (planning or self._plan(event, master))
+            head, tail = self._first_part(plan.followers)
+            first = plan.copies(head)
+            marks["planned"] = time.perf_counter()
+            orders, fresh = await self.store.create(master, first, complete=not tail)
+            if fresh:
+                metrics.count_final(orders)  # the copies decided without the broker (skipped, failed)
+            else:
+                # A racing replica recorded it first: what it recorded may already be at the broker.
+                tail = []
+                state = await self.store.fanout_state(event.order_id) or RUNNING
+        else:
             _discard(planning)
             await self.store.count_run(event.order_id)
             orders = await self.store.load(event.order_id)
-        else:
-            planned = await (planning or self._plan(event, master))
-            marks["planned"] = time.perf_counter()
-            orders, fresh = await self.store.create(master, planned)
-            # Rows another run made first (a racing replica) may already be at the broker.
-            seen_before = not fresh
-            if fresh:
-                metrics.count_final(orders)  # the copies decided without the broker (skipped, failed)
+        if state == PLANNING:
+            # A run stopped between the parts of its plan: the followers without a row were never
+            # sent anything, so they are planned now.
+            orders = await self._plan_the_rest(event, master, orders)
+        resumed = state is not None or redelivered
         marks["recorded"] = time.perf_counter()
-        pending = [o for o in orders if o.status == PENDING]
+        current = {o.id: o for o in orders}
+
+        async def parts() -> AsyncIterator[tuple[list[FollowerOrder], bool]]:
+            yield [o for o in orders if o.status == PENDING], resumed
+            if tail:
+                # Sized and recorded while the first part is on its way to the broker.
+                added, fresh = await self.store.add(master, plan.copies(tail))
+                marks["recorded_all"] = time.perf_counter()
+                if fresh:
+                    metrics.count_final(added)
+                    current.update((o.id, o) for o in added)
+                    yield [o for o in added if o.status == PENDING], resumed
+                else:
+                    # Another run planned these followers in the meantime, and sends its own rows.
+                    current.update((o.id, o) for o in added if o.id not in current)
+
         announced: set[int] = set()
-        if pending:
+        if tail or any(o.status == PENDING for o in orders):
             # Nothing is published before the broker has the orders: each result is published as
             # it is recorded, with the order's details, and a copy whose answer comes within the
             # fan-out is never announced as PENDING at all (watchers see it created with its
             # result). Publishing thousands of PENDING updates first would delay every copy.
-            current = {o.id: o for o in orders}
-            for order in await self._execute(event, pending, resumed=seen_before or redelivered, marks=marks):
+            for order in await self._execute(event, parts(), marks=marks):
                 current[order.id] = order
                 announced.add(order.id)
-            orders = list(current.values())
+        orders = list(current.values())
         # The rest: copies decided before the broker (skipped, failed), those still PENDING (UNKNOWN
         # at the broker, or the stream cut), and on a redelivery everything, since a crash may have
         # come between recording and publishing (JetStream drops what it already has, by id).
@@ -204,6 +283,31 @@ class Replication:
         metrics.FANOUT_SECONDS.observe(marks.get("last_recorded", marks["recorded"]) - marks["started"])
         self._log_timeline(event, len(orders), marks, done)
         return done
+
+    def _first_part(self, followers: list[Follower]) -> tuple[list[Follower], list[Follower]]:
+        """The followers whose copies are sized, recorded and sent first, and the rest, done while
+        those are on their way.
+
+        Sizing and recording a large plan takes tens of milliseconds (500 copies: ~35 ms), all of
+        it before the first copy could leave. A small fan-out is done whole: a second transaction
+        would cost it more than it saves.
+        """
+        if len(followers) <= 2 * self.first_part:
+            return followers, []
+        return followers[: self.first_part], followers[self.first_part :]
+
+    async def _plan_the_rest(
+        self, event: events_pb2.OrderAccepted, master: MasterDetails, orders: list[FollowerOrder]
+    ) -> list[FollowerOrder]:
+        """Plan and record the copies of the followers a stopped run had not recorded yet."""
+        have = {o.follower_id for o in orders}
+        plan = await self._plan(event, master)
+        missing = plan.copies([f for f in plan.followers if f.follower_id not in have])
+        added, fresh = await self.store.add(master, missing)
+        if not fresh:
+            return added  # every row there is, another run's included
+        metrics.count_final(added)
+        return [*orders, *added]
 
     @staticmethod
     def _log_timeline(
@@ -224,72 +328,31 @@ class Replication:
             **{f"{name}_ms": round((at - started) * 1000, 1) for name, at in marks.items()},
         )
 
-    async def _plan(self, event: events_pb2.OrderAccepted, master: MasterDetails) -> list[NewFollowerOrder]:
-        """Size every active follower's copy, or decide why there is none."""
-        followers = await self.followers(event.master_user_id)
-        if not followers:
-            return []
-        accounts = await self.accounts.get(f.follower_id for f in followers)
-        capital, refused = await self._capital(followers, accounts)
-        order = sizing.MasterOrder(
-            side=event.side,
-            order_type=event.order_type,
-            quantity=event.quantity,
-            price=master.price,
-            trigger_price=master.trigger_price,
-        )
-        contract = self._contract(event)
+    async def _plan(self, event: events_pb2.OrderAccepted, master: MasterDetails) -> Plan:
+        """Everything sizing needs: the active followers, their accounts and their capital."""
         accepted = parse_time(event.accepted_at)
-        stale = (
-            accepted is not None and (datetime.now(UTC) - accepted).total_seconds() > MAX_START_DELAY_SECONDS
+        plan = Plan(
+            followers=await self.followers(event.master_user_id),
+            accounts={},
+            capital={},
+            refused={},
+            order=sizing.MasterOrder(
+                side=event.side,
+                order_type=event.order_type,
+                quantity=event.quantity,
+                price=master.price,
+                trigger_price=master.trigger_price,
+            ),
+            contract=self._contract(event),
+            stale=accepted is not None
+            and (datetime.now(UTC) - accepted).total_seconds() > MAX_START_DELAY_SECONDS,
         )
-
-        planned = []
-        for follower in followers:
-            account = accounts.get(follower.follower_id)
-            if stale:
-                planned.append(
-                    NewFollowerOrder(
-                        follower.follower_id,
-                        account,
-                        0,
-                        SKIPPED,
-                        "master order is too old to copy",
-                        "STALE_ORDER",
-                    )
-                )
-                continue
-            if account is None:
-                planned.append(
-                    NewFollowerOrder(
-                        follower.follower_id,
-                        None,
-                        0,
-                        FAILED,
-                        "no linked broker account",
-                        "ACCOUNT_NOT_LINKED",
-                    )
-                )
-                continue
-            refusal = refused.get(follower.follower_id)
-            if refusal is not None:
-                # Its broker said the account cannot trade now (a lapsed session): the follower
-                # must hear that, not a sizing reason computed on a fallback capital.
-                planned.append(
-                    NewFollowerOrder(follower.follower_id, account, 0, FAILED, refusal.reason, refusal.code)
-                )
-                continue
-            funds = capital.get(follower.follower_id, DEFAULT_CAPITAL)
-            sized = sizing.size(order, follower.strategy, contract, funds)
-            if sized.skipped:
-                planned.append(
-                    NewFollowerOrder(
-                        follower.follower_id, account, 0, SKIPPED, sized.skip_reason, sized.skip_code
-                    )
-                )
-            else:
-                planned.append(NewFollowerOrder(follower.follower_id, account, sized.quantity, PENDING))
-        return planned
+        if plan.followers:
+            plan.accounts.update(await self.accounts.get(f.follower_id for f in plan.followers))
+            capital, refused = await self._capital(plan.followers, plan.accounts)
+            plan.capital.update(capital)
+            plan.refused.update(refused)
+        return plan
 
     def _contract(self, event: events_pb2.OrderAccepted) -> sizing.Contract:
         instrument = self.instruments.resolve(event.exchange, event.symbol)
@@ -371,33 +434,27 @@ class Replication:
     async def _execute(
         self,
         event: events_pb2.OrderAccepted,
-        pending: list[FollowerOrder],
-        resumed: bool,
+        parts: AsyncIterator[tuple[list[FollowerOrder], bool]],
         marks: dict[str, float],
     ) -> list[FollowerOrder]:
         """Send the pending copies by ExecuteFanout and record the results as they stream back.
 
-        Reading and recording run apart: the stream is read as fast as the gateway writes it, and
-        each database write takes every result that arrived while the previous one ran. Written
+        `parts` yields the copies to send, and whether they are resumed (the gateway looks their
+        tags up first), as they are recorded: each part goes out as soon as it comes, while the
+        results of the earlier ones are already being recorded.
+
+        Reading and recording run apart: the streams are read as fast as the gateway writes them,
+        and each database write takes every result that arrived while the previous one ran. Written
         one stream message at a time, a 100-copy fan-out took ~1 s to record results that had
         all landed in 150 ms (the benchmark's profile); batched this way the writes keep up.
         Returns the orders whose results were recorded (and published), as they now stand.
         """
-        by_tag = {o.tag: o for o in pending}
-        # A large fan-out goes out as several streams, which the channel spreads over the gateway
-        # replicas (one Python process per core), each taking its share of the HTTP work.
-        parts = max(1, min(self.fanout_streams, -(-len(pending) // self.fanout_stream_min)))
-        requests = [
-            broker_pb2.ExecuteFanoutRequest(
-                fanout_id=event.order_id,
-                orders=[self._new_order(o) for o in pending[part::parts]],
-                resumed=resumed,
-            )
-            for part in range(parts)
-        ]
+        by_tag: dict[str, FollowerOrder] = {}
         accepted = parse_time(event.accepted_at)
         started = time.perf_counter()
+        # Lists of results as they arrive; None when a stream (or the sending of parts) has ended.
         arrived: asyncio.Queue[list[broker_pb2.PlacementResult] | None] = asyncio.Queue()
+        readers: list[asyncio.Task[None]] = []
 
         async def read(request: broker_pb2.ExecuteFanoutRequest) -> None:
             try:
@@ -416,7 +473,7 @@ class Replication:
                             orders=message.summary.total,
                             placed=message.summary.placed,
                             unknown=message.summary.unknown,
-                            resumed=resumed,
+                            resumed=request.resumed,
                             first_result_ms=message.summary.first_result_latency_ms,
                             elapsed_ms=int((time.perf_counter() - started) * 1000),
                         )
@@ -426,15 +483,36 @@ class Replication:
             finally:
                 arrived.put_nowait(None)
 
-        readers = [asyncio.create_task(read(request)) for request in requests]
+        async def send() -> None:
+            try:
+                async for pending, resumed in parts:
+                    if not pending:
+                        continue
+                    by_tag.update((o.tag, o) for o in pending)
+                    # A large part goes out as several streams, which the channel spreads over the
+                    # gateway replicas (one Python process per core), each taking its share.
+                    streams = max(1, min(self.fanout_streams, -(-len(pending) // self.fanout_stream_min)))
+                    for stream in range(streams):
+                        request = broker_pb2.ExecuteFanoutRequest(
+                            fanout_id=event.order_id,
+                            orders=[self._new_order(o) for o in pending[stream::streams]],
+                            resumed=resumed,
+                        )
+                        readers.append(asyncio.create_task(read(request)))
+            finally:
+                arrived.put_nowait(None)
+
+        sender = asyncio.create_task(send())
         publishing: list[asyncio.Task[list[FollowerOrder]]] = []
         try:
-            streams_open = len(readers)
-            while streams_open:
+            ended = 0
+            # Open until the sender and every stream it started have ended (one None each); the
+            # sender's None comes after its last stream started, so the count cannot fall short.
+            while ended < 1 + len(readers):
                 chunks = [await arrived.get()]
                 while not arrived.empty():
                     chunks.append(arrived.get_nowait())
-                streams_open -= chunks.count(None)
+                ended += chunks.count(None)
                 results = [
                     self._result(r, by_tag[r.tag], accepted)
                     for chunk in chunks
@@ -448,10 +526,11 @@ class Replication:
                     metrics.count_final(recorded)
                     # Published while the next results are written; all are awaited below.
                     publishing.append(asyncio.create_task(self._publish(recorded)))
+            await sender  # raises what recording a later part raised
             await asyncio.gather(*readers)
             return [order for published in await asyncio.gather(*publishing) for order in published]
         except BaseException:
-            for task in (*readers, *publishing):
+            for task in (sender, *readers, *publishing):
                 task.cancel()
             raise
 

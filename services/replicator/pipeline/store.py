@@ -3,7 +3,7 @@
 A follower order exists at most once per master order and follower, ever (UNIQUE), and carries a tag
 derived from that pair alone, so a redelivered or resumed master order finds the same rows and sends
 the same tags, which the broker gateway looks up instead of placing twice. Writes are batched: one
-multi-row INSERT per fan-out and one UPDATE per batch of results.
+multi-row INSERT per part of a fan-out's plan (two at most) and one UPDATE per batch of results.
 
 Commits here do not wait for the WAL to reach disk (synchronous_commit off, per transaction): a
 crash of PostgreSQL itself may forget the last fraction of a second of them, never corrupt them,
@@ -21,9 +21,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 PENDING, SUBMITTED, REJECTED, FAILED, SKIPPED = "PENDING", "SUBMITTED", "REJECTED", "FAILED", "SKIPPED"
+# A fan-out's record: PLANNING while its plan is recorded in parts, RUNNING once all of it is, DONE
+# when every copy is final and the master order acknowledged.
+PLANNING, RUNNING, DONE = "PLANNING", "RUNNING", "DONE"
 FINAL = frozenset({SUBMITTED, REJECTED, FAILED, SKIPPED})  # SUBMITTED: at the broker, its job from there
 
 _DIGITS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -125,18 +128,21 @@ class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
-    async def fanout_exists(self, master_order_id: int) -> bool:
+    async def fanout_state(self, master_order_id: int) -> str | None:
+        """PLANNING, RUNNING or DONE; None for a master order no run has recorded yet."""
         async with self.engine.connect() as conn:
             found = await conn.execute(
-                text("SELECT 1 FROM replicator.fanouts WHERE master_order_id = :id"), {"id": master_order_id}
+                text("SELECT state FROM replicator.fanouts WHERE master_order_id = :id"), {"id": master_order_id}
             )
-            return found.first() is not None
+            return found.scalar_one_or_none()
 
     async def create(
-        self, master: MasterDetails, orders: list[NewFollowerOrder]
+        self, master: MasterDetails, orders: list[NewFollowerOrder], *, complete: bool = True
     ) -> tuple[list[FollowerOrder], bool]:
-        """Record the fan-out and its follower orders in one transaction, once; read back what exists.
-        True with them when this call made them all, False when an earlier run had made some.
+        """Record the fan-out and (the first part of) its follower orders in one transaction, once;
+        read back what exists. True with them when this call made them all, False when an earlier
+        run had made some. Not `complete`: more of the plan follows (`add`), and until it is
+        recorded the fan-out stays PLANNING, which tells a redelivery to plan the rest itself.
 
         A replica racing on the same master order blocks on the fan-out row, then inserts nothing
         (every pair conflicts) and reads the first one's rows.
@@ -147,47 +153,72 @@ class Store:
             await conn.execute(
                 text(
                     "INSERT INTO replicator.fanouts (master_order_id, master_user_id, state) "
-                    "VALUES (:id, :user, 'RUNNING') ON CONFLICT (master_order_id) DO NOTHING"
+                    "VALUES (:id, :user, :state) ON CONFLICT (master_order_id) DO NOTHING"
                 ),
-                {"id": master.master_order_id, "user": master.master_user_id},
+                {"id": master.master_order_id, "user": master.master_user_id, "state": RUNNING if complete else PLANNING},
             )
             if orders:
-                rows = await conn.execute(
-                    text(
-                        "INSERT INTO replicator.follower_orders (master_order_id, follower_id, account_id, tag,"
-                        " symbol, exchange, side, order_type, product, quantity, price, trigger_price, status,"
-                        " status_reason, status_reason_code)"
-                        " SELECT :master, f, a, t, :symbol, :exchange, :side, :order_type, :product, q,"
-                        " :price, :trigger_price, s, r, c"
-                        " FROM unnest(CAST(:followers AS BIGINT[]), CAST(:accounts AS BIGINT[]),"
-                        " CAST(:tags AS TEXT[]), CAST(:quantities AS BIGINT[]), CAST(:statuses AS TEXT[]),"
-                        " CAST(:reasons AS TEXT[]), CAST(:codes AS TEXT[])) AS v(f, a, t, q, s, r, c)"
-                        " ON CONFLICT (master_order_id, follower_id) DO NOTHING"
-                        f" RETURNING {_COLUMNS}"
-                    ),
-                    {
-                        "master": master.master_order_id,
-                        "symbol": master.symbol,
-                        "exchange": master.exchange,
-                        "side": master.side,
-                        "order_type": master.order_type,
-                        "product": master.product,
-                        "price": master.price,
-                        "trigger_price": master.trigger_price,
-                        "followers": [o.follower_id for o in orders],
-                        "accounts": [o.account_id for o in orders],
-                        "tags": [tag_for(master.master_order_id, o.follower_id) for o in orders],
-                        "quantities": [o.quantity for o in orders],
-                        "statuses": [o.status for o in orders],
-                        "reasons": [o.status_reason[:300] for o in orders],
-                        "codes": [o.status_reason_code[:40] for o in orders],
-                    },
-                )
-                inserted = [FollowerOrder(**row) for row in rows.mappings()]
+                inserted = await self._insert(conn, master, orders)
         if len(inserted) == len(orders):
             return sorted(inserted, key=lambda o: o.id), True
         # Another replica got there first (or part way): what exists is the record.
         return await self.load(master.master_order_id), False
+
+    async def add(self, master: MasterDetails, orders: list[NewFollowerOrder]) -> tuple[list[FollowerOrder], bool]:
+        """Record the rest of a PLANNING fan-out's plan and mark it RUNNING, in one transaction.
+        As `create`: the new rows and True, or every row there is and False when another run had
+        recorded some of these followers' orders first (they are that run's to send)."""
+        inserted: list[FollowerOrder] = []
+        async with self.engine.begin() as conn:
+            await conn.execute(_NO_FLUSH_WAIT)
+            if orders:
+                inserted = await self._insert(conn, master, orders)
+            await conn.execute(
+                text(
+                    f"UPDATE replicator.fanouts SET state = '{RUNNING}'"
+                    f" WHERE master_order_id = :id AND state = '{PLANNING}'"
+                ),
+                {"id": master.master_order_id},
+            )
+        if len(inserted) == len(orders):
+            return sorted(inserted, key=lambda o: o.id), True
+        return await self.load(master.master_order_id), False
+
+    @staticmethod
+    async def _insert(conn: AsyncConnection, master: MasterDetails, orders: list[NewFollowerOrder]) -> list[FollowerOrder]:
+        """One multi-row INSERT; returns the rows it made (a pair that exists already is skipped)."""
+        rows = await conn.execute(
+            text(
+                "INSERT INTO replicator.follower_orders (master_order_id, follower_id, account_id, tag,"
+                " symbol, exchange, side, order_type, product, quantity, price, trigger_price, status,"
+                " status_reason, status_reason_code)"
+                " SELECT :master, f, a, t, :symbol, :exchange, :side, :order_type, :product, q,"
+                " :price, :trigger_price, s, r, c"
+                " FROM unnest(CAST(:followers AS BIGINT[]), CAST(:accounts AS BIGINT[]),"
+                " CAST(:tags AS TEXT[]), CAST(:quantities AS BIGINT[]), CAST(:statuses AS TEXT[]),"
+                " CAST(:reasons AS TEXT[]), CAST(:codes AS TEXT[])) AS v(f, a, t, q, s, r, c)"
+                " ON CONFLICT (master_order_id, follower_id) DO NOTHING"
+                f" RETURNING {_COLUMNS}"
+            ),
+            {
+                "master": master.master_order_id,
+                "symbol": master.symbol,
+                "exchange": master.exchange,
+                "side": master.side,
+                "order_type": master.order_type,
+                "product": master.product,
+                "price": master.price,
+                "trigger_price": master.trigger_price,
+                "followers": [o.follower_id for o in orders],
+                "accounts": [o.account_id for o in orders],
+                "tags": [tag_for(master.master_order_id, o.follower_id) for o in orders],
+                "quantities": [o.quantity for o in orders],
+                "statuses": [o.status for o in orders],
+                "reasons": [o.status_reason[:300] for o in orders],
+                "codes": [o.status_reason_code[:40] for o in orders],
+            },
+        )
+        return [FollowerOrder(**row) for row in rows.mappings()]
 
     async def load(self, master_order_id: int) -> list[FollowerOrder]:
         async with self.engine.connect() as conn:
@@ -239,8 +270,8 @@ class Store:
         async with self.engine.begin() as conn:
             await conn.execute(
                 text(
-                    "UPDATE replicator.fanouts SET state = 'DONE', finished_at = now()"
-                    " WHERE master_order_id = :id AND state <> 'DONE'"
+                    f"UPDATE replicator.fanouts SET state = '{DONE}', finished_at = now()"
+                    f" WHERE master_order_id = :id AND state = '{RUNNING}'"
                 ),
                 {"id": master_order_id},
             )
