@@ -22,7 +22,7 @@ from tests.broker_gateway.test_brokers_support import BASE_PATHS, MASTER, settin
 pytest_plugins = ("tests.broker_gateway.test_brokers_support",)
 
 # (client, HTTP/2 over h2c)
-TRANSPORTS = [("aiohttp", False), ("httpx", False), ("httpx", True)]
+TRANSPORTS = [("httptools", False), ("aiohttp", False), ("httpx", False), ("httpx", True)]
 
 
 def transport_for(mock, kind: str, h2c: bool, dialect: Dialect, timeout: float = 2.0):
@@ -84,11 +84,12 @@ def _fake_session() -> BrokerSession:
     return BrokerSession(token="t", dialect=Dialect.XTS, opened_at=now, expires_at=now)
 
 
-async def test_aiohttp_never_resends_a_write_on_a_dropped_connection(brokers, mock) -> None:
-    # aiohttp by default sends PUT/DELETE again when a reused connection drops; the transport must not.
+@pytest.mark.parametrize("kind", ["httptools", "aiohttp"])
+async def test_a_write_is_never_sent_again_on_a_dropped_connection(brokers, mock, kind) -> None:
+    # aiohttp by default sends PUT/DELETE again when a reused connection drops; no transport may.
     account = await brokers.account(Dialect.XTS)
     session = await brokers.login(account)
-    transport = transport_for(mock, "aiohttp", False, Dialect.XTS)
+    transport = transport_for(mock, kind, False, Dialect.XTS)
     await transport.request("GET", "/orders", headers={"Authorization": session.token})  # a pooled connection
     await mock.configure(faults={"drop": 1.0, "applies_to": ["cancel"], "placed_before_fault": 0.0})
     try:

@@ -2,8 +2,8 @@
 
 The platform's own benchmark compares against this: what does one HTTP client cost per order, with
 no gRPC, no rate limiter, no placement logic? One order per account (each its own v1 session), all
-in flight at once, through the same Transport classes the gateway uses (aiohttp, httpx over
-HTTP/1.1, httpx over h2c).
+in flight at once, through the same Transport classes the gateway uses (httptools, aiohttp, httpx
+over HTTP/1.1, httpx over h2c).
 
     python -m services.broker_gateway.brokers.bench --mock http://127.0.0.1:18801 \
         --mock-h2 http://127.0.0.1:18802 --orders 500 --clients aiohttp httpx-h1 httpx-h2
@@ -26,7 +26,7 @@ from services.broker_gateway.brokers.base import Credentials
 from services.broker_gateway.brokers.http import NoReply, NotSent, Transport, make_transport
 from services.broker_gateway.brokers.iifl_v1 import checksum
 
-CLIENTS = ("aiohttp", "httpx-h1", "httpx-h2")
+CLIENTS = ("httptools", "aiohttp", "httpx-h1", "httpx-h2")
 # A LIMIT buy of RELIANCE (NSEEQ 2885, tick 0.10) at its reference price: accepted and filled.
 ORDER = {
     "instrumentId": "2885",
@@ -85,6 +85,8 @@ async def open_sessions(mock_url: str, count: int, prefix: str) -> list[str]:
 def _transport(client: str, mock_url: str, mock_h2_url: str, orders: int) -> Transport:
     if client == "aiohttp":
         return make_transport("aiohttp", f"{mock_url}/v1", timeout=60, max_connections=orders)
+    if client == "httptools":
+        return make_transport("httptools", f"{mock_url}/v1", timeout=60, max_connections=orders)
     if client == "httpx-h1":
         return make_transport("httpx", f"{mock_url}/v1", timeout=60, max_connections=orders)
     if client == "httpx-h2":

@@ -1,9 +1,10 @@
 """Pooled HTTP clients for the brokers: one per base URL, shared by every account of that broker.
 
-Two implementations behind one small interface, chosen by settings.broker_http_client:
+Three implementations behind one small interface, chosen by settings.broker_http_client:
 
-- aiohttp (default). Measured on the 2-core development machine at hundreds of concurrent orders:
-  0.2-0.4 ms CPU per request.
+- httptools (default): asyncio protocols and the llhttp parser, in h1.py. 0.10 ms CPU per request
+  at 500 concurrent orders on the 2-core development machine, a third of aiohttp's.
+- aiohttp: 0.2-0.4 ms CPU per request at hundreds of concurrent orders.
 - httpx, HTTP/2 capable. A default httpx pool spent 10-30 ms CPU per request at that concurrency
   (httpx issue 3215: each request rescans every pooled connection), HTTP/2 1.3-1.9 ms with at most
   100 streams in flight per client. So requests are spread round-robin over shards, small
@@ -103,7 +104,7 @@ class Transport(abc.ABC):
     async def close(self) -> None: ...
 
 
-def _raise_fd_limit(wanted: int) -> None:
+def raise_fd_limit(wanted: int) -> None:
     # Thousands of pooled sockets need thousands of descriptors; many systems start at 1,024.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
@@ -128,7 +129,7 @@ class AiohttpTransport(Transport):
         self._connect_timeout = connect_timeout or timeout
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
-        _raise_fd_limit(max_connections + 1_024)
+        raise_fd_limit(max_connections + 1_024)
 
     def _client(self) -> aiohttp.ClientSession:
         # Created on first use: aiohttp binds a session to the running event loop.
@@ -224,7 +225,7 @@ class HttpxTransport(Transport):
         self._shards: list[httpx.AsyncClient] = []
         self._wanted_shards = shards
         self._next = itertools.cycle(range(shards))
-        _raise_fd_limit(max_connections + 1_024)
+        raise_fd_limit(max_connections + 1_024)
 
     def _client(self) -> httpx.AsyncClient:
         if not self._shards:
@@ -300,6 +301,10 @@ def make_transport(
 ) -> Transport:
     if kind == "aiohttp":
         return AiohttpTransport(base_url, timeout=timeout, max_connections=max_connections)
+    if kind == "httptools":
+        from services.broker_gateway.brokers.h1 import HttptoolsTransport  # it builds on this module
+
+        return HttptoolsTransport(base_url, timeout=timeout, max_connections=max_connections)
     if kind == "httpx":
         return HttpxTransport(base_url, timeout=timeout, max_connections=max_connections, h2c=h2c)
     raise ValueError(f"unknown broker HTTP client {kind!r}")
