@@ -16,8 +16,9 @@ each after the previous fan-out is done. For each it measures:
   mock's drawn latency, which is the broker's own and not ours);
 - fan-out: acceptance to the last follower order recorded with its broker result (the
   replicator's follower_orders.updated_at);
-- the bare limit: the same N orders fired straight at the same mock by a plain aiohttp client in
-  its own process (median of --bare-repeat runs).
+- the bare limit: the same N orders fired straight at the same mock by a plain asyncio client in
+  its own process, with the gateway's HTTP client (httptools; aiohttp too, for comparison), median
+  of --bare-repeat runs.
 
 Then the sustained runs: each of --rates master orders per second for --seconds, round-robin over masters
 with --group-size followers each (disjoint groups, so no account exceeds the broker's 10
@@ -72,6 +73,11 @@ def _summary(timings: list, orders: int) -> dict:
         "fanout_p99_ms": percentile([t.fanout_ms for t in timings], 99),
         "missing": orders - len(timings),
     }
+
+
+def _median_ms(runs: list[dict], client: str) -> float:
+    walls = sorted(run["wall_seconds"] for run in runs if run["client"] == client)
+    return round(walls[len(walls) // 2] * 1000, 1)
 
 
 async def measure_size(name: str, population: Population, client: MasterClient, record: Record, orders: int) -> dict:
@@ -200,9 +206,14 @@ async def run(args: argparse.Namespace) -> dict:
                     result["cpu_seconds"][f"N={n}"] = meter.spent(cpu, cpu := meter.cpu())
                     print(f"N={n}: bare limit ...", flush=True)
                     bare = bare_limit(n, mock_url, mock_h2_url, args.bare_repeat)
-                    walls = sorted(b["wall_seconds"] for b in bare)
                     result["sizes"].append(
-                        {"followers": n, **measured, "bare_limit_ms": round(walls[len(walls) // 2] * 1000, 1), "bare_runs": bare}
+                        {
+                            "followers": n,
+                            **measured,
+                            "bare_limit_ms": _median_ms(bare, "httptools"),
+                            "bare_aiohttp_ms": _median_ms(bare, "aiohttp"),
+                            "bare_runs": bare,
+                        }
                     )
                     await asyncio.sleep(1.1)
                 if not args.skip_sustained:

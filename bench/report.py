@@ -61,7 +61,7 @@ def plot(result: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
     for via, marker in (("rest", "o"), ("grpc", "s")):
         ax.plot(sizes, [s[via]["fanout_p50_ms"] for s in result["sizes"]], marker=marker, label=f"Copytrade fan-out p50 ({'REST' if via == 'rest' else 'gRPC'})")
-    ax.plot(sizes, [s["bare_limit_ms"] for s in result["sizes"]], "k--", label="bare limit: aiohttp straight at the mock")
+    ax.plot(sizes, [s["bare_limit_ms"] for s in result["sizes"]], "k--", label="bare limit: the gateway's HTTP client straight at the mock")
     ax.plot(sizes, [2 * s["bare_limit_ms"] for s in result["sizes"]], ":", color="grey", label="2x bare limit (target)")
     ax.scatter(list(SEED_CLAIMS_MS), list(SEED_CLAIMS_MS.values()), marker="x", s=80, color="red", zorder=5, label="seed's claims")
     ax.set_xscale("log")
@@ -79,18 +79,19 @@ def plot(result: dict, path: Path) -> None:
 def markdown(result: dict) -> str:
     """The README's tables, from a result file: `python -m bench.report bench-results/pipeline.json`."""
     lines = [
-        "| N | via | master orders | accepted p50 / p99 | first copy at broker p50 | fan-out p50 / p99 | bare limit | fan-out / bare | copies placed |",
+        "| N | via | master orders | accepted p50 / p99 | first copy at broker p50 | fan-out p50 / p99 | bare limit (with aiohttp) | fan-out / bare | copies placed |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for size in result["sizes"]:
         bare = size["bare_limit_ms"]
+        aiohttp = f" ({_fmt(size['bare_aiohttp_ms'])} ms)" if size.get("bare_aiohttp_ms") else ""
         for via in ("rest", "grpc"):
             row = size[via]
             lines.append(
                 f"| {size['followers']:,} | {via.upper() if via == 'rest' else 'gRPC'} | {row['orders']} "
                 f"| {_fmt(row['accept_p50_ms'])} / {_fmt(row['accept_p99_ms'])} ms "
                 f"| {_fmt(row['first_at_broker_p50_ms'])} ms "
-                f"| **{_fmt(row['fanout_p50_ms'])}** / {_fmt(row['fanout_p99_ms'])} ms | {_fmt(bare)} ms "
+                f"| **{_fmt(row['fanout_p50_ms'])}** / {_fmt(row['fanout_p99_ms'])} ms | {_fmt(bare)} ms{aiohttp} "
                 f"| {row['fanout_p50_ms'] / bare:.2f}x | {row['placed']:,} / {row['copies']:,} |"
             )
     if result.get("sustained"):
