@@ -212,7 +212,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, nargs="+", default=[500, 5000])
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--gateway-clients", nargs="+", choices=("aiohttp", "httpx"), default=["aiohttp", "httpx"])
+    parser.add_argument(
+        "--gateway-clients", nargs="+", choices=("httptools", "aiohttp", "httpx"), default=["httptools", "aiohttp", "httpx"]
+    )
     parser.add_argument("--no-bare", action="store_true", help="skip the bare-client runs")
     # Plain asyncio: the stack runs PostgreSQL as another user, which uvloop subprocesses cannot.
     asyncio.run(main(parser.parse_args()))

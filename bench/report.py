@@ -63,6 +63,8 @@ def plot(result: dict, path: Path) -> None:
         ax.plot(sizes, [s[via]["fanout_p50_ms"] for s in result["sizes"]], marker=marker, label=f"Copytrade fan-out p50 ({'REST' if via == 'rest' else 'gRPC'})")
     ax.plot(sizes, [s["bare_limit_ms"] for s in result["sizes"]], "k--", label="bare limit: the gateway's HTTP client straight at the mock")
     ax.plot(sizes, [2 * s["bare_limit_ms"] for s in result["sizes"]], ":", color="grey", label="2x bare limit (target)")
+    if all(s.get("bare_aiohttp_ms") for s in result["sizes"]):
+        ax.plot(sizes, [s["bare_aiohttp_ms"] for s in result["sizes"]], "-.", color="tab:green", label="bare, with aiohttp")
     ax.scatter(list(SEED_CLAIMS_MS), list(SEED_CLAIMS_MS.values()), marker="x", s=80, color="red", zorder=5, label="seed's claims")
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -70,7 +72,7 @@ def plot(result: dict, path: Path) -> None:
     ax.set_ylabel("master order accepted -> last follower order recorded (ms)")
     ax.set_title(f"Fan-out time against N (mock broker {result['config']['broker_latency']})")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
