@@ -235,3 +235,13 @@ async def test_https_checks_the_certificate(tmp_path: Path) -> None:
         finally:
             await trusting.close()
             await untrusting.close()
+
+
+def test_the_host_header_names_the_port_only_when_it_is_not_the_default() -> None:
+    def host(url: str) -> str:
+        message = HttptoolsTransport(url, timeout=1)._message("GET", "/x", {}, b"")
+        return next(line for line in message.decode().split("\r\n") if line.startswith("Host: "))
+
+    assert host("https://api.example.in/v1") == "Host: api.example.in"
+    assert host("http://api.example.in:8080/v1") == "Host: api.example.in:8080"
+    assert host("http://[::1]:8080/v1") == "Host: [::1]:8080"

@@ -130,7 +130,8 @@ class HttptoolsTransport(Transport):
         self._port = url.port or (443 if secure else 80)
         self._ssl = (ssl_context or ssl.create_default_context()) if secure else None
         default_port = self._port == (443 if secure else 80)
-        host_header = self._host if default_port else f"{self._host}:{self._port}"
+        host = f"[{self._host}]" if ":" in self._host else self._host  # an IPv6 literal
+        host_header = host if default_port else f"{host}:{self._port}"
         self._prefix = url.path
         self._fixed_headers = {"Host": host_header, **JSON_HEADERS}
         self._timeout = timeout
