@@ -136,7 +136,8 @@ class HttptoolsTransport(Transport):
         self._fixed_headers = {"Host": host_header, **JSON_HEADERS}
         self._timeout = timeout
         self._connect_timeout = connect_timeout or timeout
-        self._slots = asyncio.Semaphore(max_connections)
+        # How many connections are kept open between requests. How many requests are in flight at
+        # once is Bounded's to limit (HttpClients wraps every transport in it), not this pool's.
         self._max_connections = max_connections
         self._idle: collections.deque[_Connection] = collections.deque()
         self._closed = False
@@ -153,36 +154,26 @@ class HttptoolsTransport(Transport):
     ) -> Reply:
         wait = self._timeout if timeout is None else timeout
         message = self._message(method, path, headers, body or b"")
-        if self._slots.locked():
-            try:
-                await asyncio.wait_for(self._slots.acquire(), wait)
-            except TimeoutError:
-                raise NotSent(f"no free connection among {self._max_connections} within {wait:g} s") from None
-        else:
-            await self._slots.acquire()  # free: taken at once, no timer
+        started = time.monotonic()
+        connection = self._idle_connection() or await self._connect(min(wait, self._connect_timeout))
+        left = max(wait - (time.monotonic() - started), 0.001)
+        reply = connection.send(message)
+        timer = asyncio.get_running_loop().call_later(left, connection.expire, reply, wait)
         try:
-            started = time.monotonic()
-            connection = self._idle_connection() or await self._connect(min(wait, self._connect_timeout))
-            left = max(wait - (time.monotonic() - started), 0.001)
-            reply = connection.send(message)
-            timer = asyncio.get_running_loop().call_later(left, connection.expire, reply, wait)
-            try:
-                answer = await reply
-            except BaseException:
-                # Timed out, dropped, garbled or cancelled: a late answer must not be read as the
-                # next request's.
-                connection.close()
-                raise
-            finally:
-                timer.cancel()
-            if connection.keep_alive and connection.open and not self._closed:
-                connection.idle_since = time.monotonic()
-                self._idle.append(connection)
-            else:
-                connection.close()
-            return answer
+            answer = await reply
+        except BaseException:
+            # Timed out, dropped, garbled or cancelled: a late answer must not be read as the next
+            # request's.
+            connection.close()
+            raise
         finally:
-            self._slots.release()
+            timer.cancel()
+        if connection.keep_alive and connection.open and not self._closed and len(self._idle) < self._max_connections:
+            connection.idle_since = time.monotonic()
+            self._idle.append(connection)
+        else:
+            connection.close()
+        return answer
 
     async def warm(self, connections: int) -> int:
         """Open up to `connections` connections (TCP and TLS handshakes) and keep them idle."""

@@ -330,12 +330,19 @@ class Replication:
 
     async def _plan(self, event: events_pb2.OrderAccepted, master: MasterDetails) -> Plan:
         """Everything sizing needs: the active followers, their accounts and their capital."""
+        followers = await self.followers(event.master_user_id)
+        accounts: dict[int, int] = {}
+        capital: dict[int, Decimal] = {}
+        refused: dict[int, Refused] = {}
+        if followers:
+            accounts = await self.accounts.get(f.follower_id for f in followers)
+            capital, refused = await self._capital(followers, accounts)
         accepted = parse_time(event.accepted_at)
-        plan = Plan(
-            followers=await self.followers(event.master_user_id),
-            accounts={},
-            capital={},
-            refused={},
+        return Plan(
+            followers=followers,
+            accounts=accounts,
+            capital=capital,
+            refused=refused,
             order=sizing.MasterOrder(
                 side=event.side,
                 order_type=event.order_type,
@@ -347,12 +354,6 @@ class Replication:
             stale=accepted is not None
             and (datetime.now(UTC) - accepted).total_seconds() > MAX_START_DELAY_SECONDS,
         )
-        if plan.followers:
-            plan.accounts.update(await self.accounts.get(f.follower_id for f in plan.followers))
-            capital, refused = await self._capital(plan.followers, plan.accounts)
-            plan.capital.update(capital)
-            plan.refused.update(refused)
-        return plan
 
     def _contract(self, event: events_pb2.OrderAccepted) -> sizing.Contract:
         instrument = self.instruments.resolve(event.exchange, event.symbol)
