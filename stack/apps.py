@@ -81,9 +81,30 @@ def mock_iifl() -> App:
     return App("mock_iifl", build)
 
 
+def orders_projection() -> App:
+    """The orders read model's projection (`python -m services.orders.projector`), which the stack
+    runs apart from the orders service (ORDERS_PROJECTION_IN_PROCESS=false, set by the launcher) so
+    that PlaceOrder's event loop never waits behind a batch of follower-order updates. Ready when
+    its metrics answer, which it serves once the projection's consumer is subscribed."""
+
+    def build(ctx: StackContext) -> ProcessSpec:
+        port = ctx.settings.metrics_port("orders_projection")
+        host = _loopback(ctx.settings.grpc_bind_host)
+        return ProcessSpec(
+            name="orders_projection",
+            argv=python_module("services.orders.projector"),
+            env=ctx.env,
+            address=f"metrics :{port}/metrics" if port else "",
+            ready=(lambda: probes.http_ok(host, port, "/metrics")) if port else None,
+            cwd=WORKING_DIR,
+        )
+
+    return App("orders_projection", build)
+
+
 # Started together after the migrations, stopped together before the backing servers.
 SERVICES = ("auth", "orders", "replicator", "broker_gateway")
-APPS: tuple[App, ...] = (*(grpc_service(name) for name in SERVICES), mock_iifl())
+APPS: tuple[App, ...] = (*(grpc_service(name) for name in SERVICES), orders_projection(), mock_iifl())
 
 # Services the stack can run more than once, and the variable that says how many times (default 1).
 # Replica 1 is the service as always (its name, its <name>_grpc_port); replica i is named

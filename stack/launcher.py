@@ -78,6 +78,8 @@ class LocalStack:
             "DATA_DIR": str(settings.data_dir.resolve()),
             # Logs reach the file as they are written, so a failure's tail is current.
             "PYTHONUNBUFFERED": "1",
+            # The orders read model is projected by a process of its own (apps.orders_projection).
+            "ORDERS_PROJECTION_IN_PROCESS": "false",
         }
         # Ports for extra replicas of a service (REPLICATOR_REPLICAS=2 ...), where none is given.
         child_env.update(apps.replica_port_env(child_env))

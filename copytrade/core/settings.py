@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     orders_metrics_port: int = Field(19102, ge=0, le=65535)
     replicator_metrics_port: int = Field(19103, ge=0, le=65535)
     broker_gateway_metrics_port: int = Field(19104, ge=0, le=65535)
+    orders_projection_metrics_port: int = Field(19105, ge=0, le=65535)
+    # False when a separate `python -m services.orders.projector` applies ORDER_UPDATES to the
+    # orders read model (the local stack runs one, so PlaceOrder's event loop never waits behind a
+    # projection batch); True makes the orders service do it itself.
+    orders_projection_in_process: bool = True
     # Seconds between health NOT_SERVING and the server's stop, so Envoy's health checks notice.
     shutdown_drain_seconds: float = Field(3.0, ge=0, le=60)
     shutdown_grace_seconds: float = Field(5.0, ge=0, le=120)

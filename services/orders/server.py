@@ -30,7 +30,8 @@ class OrdersProcess:
     """Everything the process holds, so tests can run it in-process and close it cleanly.
 
     `start()` connects to NATS, makes sure the streams exist, starts the outbox publisher (which
-    first sends whatever an earlier process committed but did not publish) and the ORDER_UPDATES
+    first sends whatever an earlier process committed but did not publish) and, unless
+    ORDERS_PROJECTION_IN_PROCESS=false leaves it to services/orders/projector.py, the ORDER_UPDATES
     projection, and then serves gRPC.
     """
 
@@ -57,17 +58,19 @@ class OrdersProcess:
             self.publisher.wake()
 
     async def start_background(self) -> None:
-        """Connect to NATS, make sure the streams exist, start the publisher and the projection."""
+        """Connect to NATS, make sure the streams exist, start the publisher and (unless a projector
+        process applies ORDER_UPDATES, services/orders/projector.py) the projection."""
         self.nats = await jetstream.connect(self.settings, "orders")
         self.watch.attach(self.nats)
         js = self.nats.jetstream()
         await jetstream.ensure_streams(js, self.settings.nats_stream_replicas)
         self.publisher = OutboxPublisher(self.sessions, js)
         self.publisher.start()
-        self.projection = UpdatesProjection(self.sessions, js)
-        await self.projection.start()
-        self.lag = ConsumerLag(js, [(ORDER_UPDATES_STREAM, PROJECTION_DURABLE)])
-        self.lag.start()
+        if self.settings.orders_projection_in_process:
+            self.projection = UpdatesProjection(self.sessions, js)
+            await self.projection.start()
+            self.lag = ConsumerLag(js, [(ORDER_UPDATES_STREAM, PROJECTION_DURABLE)])
+            self.lag.start()
 
     async def start(self, host: str | None = None, port: int | None = None) -> int:
         await self.start_background()

@@ -127,7 +127,7 @@ async def test_metrics_agree_with_a_replicated_master_order(stack, rest, unique)
     # JetStream lag of both durable consumers, refreshed every few seconds: drained once all is done.
     for service, stream, consumer in (
         ("replicator", "ORDERS", "replicator"),
-        ("orders", "ORDER_UPDATES", "orders-projection"),
+        ("orders_projection", "ORDER_UPDATES", "orders-projection"),
     ):
         labels = {"stream": stream, "consumer": consumer}
         lag = await eventually(

@@ -42,6 +42,7 @@ def for_this_stack(script: str, settings, names: dict[str, str]) -> str:
         19102: settings.orders_metrics_port,
         19103: settings.replicator_metrics_port,
         19104: settings.broker_gateway_metrics_port,
+        19105: settings.orders_projection_metrics_port,
     }
     script = re.sub(r"\b(\d{4,5})\b", lambda m: str(ports.get(int(m.group(1)), m.group(1))), script)
     for default, name in names.items():
