@@ -604,3 +604,56 @@ async def test_a_run_stopped_between_the_parts_of_its_plan_is_finished_by_the_re
     assert all(tags.get(tag_for(order_id, f)) == 1 for f in followers), tags
     fanout = await fanout_row(engine, order_id)
     assert fanout["state"] == "DONE" and fanout["runs"] >= 2
+
+
+async def test_the_first_part_is_planned_from_its_own_followers_accounts_alone(
+    gateway, mock, engine, js, pipelines, unique
+):
+    master, order_id = new_id(), new_id()
+    followers = await fixed_quantity_followers(gateway, engine, master, 7, lambda: unique("Y"))
+    settings = gateway.settings.model_copy(update={"fanout_first_part": 2})
+    pipeline = await pipelines(master, settings=settings)
+    accounts = pipeline._replication.accounts  # the cache the plans read linked accounts through
+    look_up = accounts._look_up
+    asked: list[list[int]] = []
+
+    async def recording(user_ids):
+        asked.append(sorted(user_ids))
+        return await look_up(user_ids)
+
+    accounts._look_up = recording
+    await publish_order(js, order_id, master)
+    await wait_acked(js, pipelines.durable)
+
+    # Two look-ups: the first part's two followers, then the other five once those were sent.
+    assert [len(ids) for ids in asked] == [2, 5], asked
+    assert sorted(asked[0] + asked[1]) == sorted(followers)
+    rows = await follower_orders(engine, order_id)
+    assert {rows[f]["status"] for f in followers} == {"SUBMITTED"}
+
+
+async def test_a_fan_out_started_in_time_is_not_cut_short_by_growing_old_between_its_parts(
+    gateway, mock, engine, js, pipelines, unique
+):
+    from services.replicator.pipeline import replication
+
+    master, order_id = new_id(), new_id()
+    followers = await fixed_quantity_followers(gateway, engine, master, 7, lambda: unique("Z"))
+    settings = gateway.settings.model_copy(update={"fanout_first_part": 2})
+    pipeline = await pipelines(master, settings=settings)
+    # The first part is planned just inside MAX_START_DELAY_SECONDS; recording it takes long enough
+    # that the rest is planned past it. The rest must be placed too, not skipped as too old.
+    record_first = pipeline.store.create
+
+    async def slow_create(*args, **kwargs):
+        created = await record_first(*args, **kwargs)
+        await asyncio.sleep(1.5)
+        return created
+
+    pipeline.store.create = slow_create
+    accepted = datetime.now(UTC) - timedelta(seconds=replication.MAX_START_DELAY_SECONDS - 1)
+    await publish_order(js, order_id, master, accepted_at=accepted)
+    await wait_acked(js, pipelines.durable, timeout=40)
+
+    rows = await follower_orders(engine, order_id)
+    assert {f: rows[f]["status"] for f in followers} == dict.fromkeys(followers, "SUBMITTED")

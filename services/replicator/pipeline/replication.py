@@ -124,9 +124,11 @@ def _decimal(value: str) -> Decimal | None:
 
 @dataclass(frozen=True)
 class Plan:
-    """A master order's followers and what sizing their copies needs, read once per fan-out."""
+    """What sizing some of a master order's followers' copies needs: their accounts and capital.
 
-    followers: list[Follower]
+    A large fan-out has two, the first part's and the rest's: the first copies leave before the
+    others' accounts and funds are even read (at N = 5,000 that reading took ~40 ms)."""
+
     accounts: dict[int, int]
     capital: dict[int, Decimal]
     refused: dict[int, Refused]
@@ -216,7 +218,7 @@ class Replication:
         )
         # A first delivery is almost never seen before: plan while the store says so, rather than
         # after (a round trip off the first copy's path). A redelivery asks first.
-        planning = None if redelivered else asyncio.create_task(self._plan(event, master))
+        planning = None if redelivered else asyncio.create_task(self._plan_first_part(event))
         try:
             state = await self.store.fanout_state(event.order_id)
         except BaseException:
@@ -224,8 +226,7 @@ class Replication:
             raise
         tail: list[Follower] = []
         if state is None:
-            plan = await (planning or self._plan(event, master))
-            head, tail = self._first_part(plan.followers)
+            plan, head, tail = await (planning or self._plan_first_part(event))
             first = plan.copies(head)
             marks["planned"] = time.perf_counter()
             orders, fresh = await self.store.create(master, first, complete=not tail)
@@ -250,8 +251,9 @@ class Replication:
         async def parts() -> AsyncIterator[tuple[list[FollowerOrder], bool]]:
             yield [o for o in orders if o.status == PENDING], resumed
             if tail:
-                # Sized and recorded while the first part is on its way to the broker.
-                added, fresh = await self.store.add(master, plan.copies(tail))
+                # Planned, sized and recorded while the first part is on its way to the broker.
+                rest = await self._plan(event, tail, stale=plan.stale)
+                added, fresh = await self.store.add(master, rest.copies(tail))
                 marks["recorded_all"] = time.perf_counter()
                 if fresh:
                     metrics.count_final(added)
@@ -301,9 +303,11 @@ class Replication:
     ) -> list[FollowerOrder]:
         """Plan and record the copies of the followers a stopped run had not recorded yet."""
         have = {o.follower_id for o in orders}
-        plan = await self._plan(event, master)
-        missing = plan.copies([f for f in plan.followers if f.follower_id not in have])
-        added, fresh = await self.store.add(master, missing)
+        missing = [f for f in await self.followers(event.master_user_id) if f.follower_id not in have]
+        # The first part decided whether the master order was too old to copy; the rest follows it.
+        stale = any(o.status_reason_code == "STALE_ORDER" for o in orders) if orders else None
+        plan = await self._plan(event, missing, stale=stale)
+        added, fresh = await self.store.add(master, plan.copies(missing))
         if not fresh:
             return added  # every row there is, another run's included
         metrics.count_final(added)
@@ -328,9 +332,20 @@ class Replication:
             **{f"{name}_ms": round((at - started) * 1000, 1) for name, at in marks.items()},
         )
 
-    async def _plan(self, event: events_pb2.OrderAccepted, master: MasterDetails) -> Plan:
-        """Everything sizing needs: the active followers, their accounts and their capital."""
-        followers = await self.followers(event.master_user_id)
+    async def _plan_first_part(
+        self, event: events_pb2.OrderAccepted
+    ) -> tuple[Plan, list[Follower], list[Follower]]:
+        """The active followers split into the first part and the rest, and the first part's plan."""
+        head, tail = self._first_part(await self.followers(event.master_user_id))
+        return await self._plan(event, head), head, tail
+
+    async def _plan(
+        self, event: events_pb2.OrderAccepted, followers: list[Follower], *, stale: bool | None = None
+    ) -> Plan:
+        """Everything sizing these followers' copies needs: their accounts and their capital.
+
+        `stale` is the first part's answer when planning the rest: a fan-out already started is
+        finished, even if the master order grew too old to copy in between."""
         accounts: dict[int, int] = {}
         capital: dict[int, Decimal] = {}
         refused: dict[int, Refused] = {}
@@ -339,7 +354,6 @@ class Replication:
             capital, refused = await self._capital(followers, accounts)
         accepted = parse_time(event.accepted_at)
         return Plan(
-            followers=followers,
             accounts=accounts,
             capital=capital,
             refused=refused,
@@ -347,12 +361,13 @@ class Replication:
                 side=event.side,
                 order_type=event.order_type,
                 quantity=event.quantity,
-                price=master.price,
-                trigger_price=master.trigger_price,
+                price=_decimal(event.price),
+                trigger_price=_decimal(event.trigger_price),
             ),
             contract=self._contract(event),
-            stale=accepted is not None
-            and (datetime.now(UTC) - accepted).total_seconds() > MAX_START_DELAY_SECONDS,
+            stale=stale
+            if stale is not None
+            else accepted is not None and (datetime.now(UTC) - accepted).total_seconds() > MAX_START_DELAY_SECONDS,
         )
 
     def _contract(self, event: events_pb2.OrderAccepted) -> sizing.Contract:
