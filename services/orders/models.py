@@ -107,7 +107,10 @@ class OutboxMessage(Base):
     subject: Mapped[str] = mapped_column(String(200), nullable=False)
     # JetStream's Nats-Msg-Id: a publish repeated after a crash is stored once.
     message_id: Mapped[str] = mapped_column(String(200), nullable=False)
-    payload: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    # The message, or (PlaceOrder's rows) the order whose OrderAccepted the publisher renders: the
+    # order and its row are stored by one statement, before the order has an id to put in a message.
+    payload: Mapped[bytes | None] = mapped_column(LargeBinary)
+    order_id: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.now()
     )
@@ -117,6 +120,7 @@ class OutboxMessage(Base):
     traceparent: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
+        CheckConstraint("payload IS NOT NULL OR order_id IS NOT NULL", name="payload_or_order"),
         # The publisher's scan: only unsent rows, oldest first.
         Index("ix_outbox_unsent", "id", postgresql_where=text("sent_at IS NULL")),
     )

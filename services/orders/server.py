@@ -20,7 +20,7 @@ from services.orders.outbox import OutboxPublisher
 from services.orders.projection import DURABLE as PROJECTION_DURABLE
 from services.orders.projection import UpdatesProjection
 from services.orders.servicer import OrderServicer
-from services.orders.store import OrderStore
+from services.orders.store import OrderStore, Placed
 from services.orders.watch import OrderWatch
 
 _ORDERS = orders_pb2.DESCRIPTOR.services_by_name["OrderService"]
@@ -50,12 +50,16 @@ class OrdersProcess:
         self.watch = OrderWatch(self.sessions)
         # Streams end with SERVER_DRAINING as soon as shutdown starts, while Envoy moves traffic away.
         self.grpc.on_stop.append(self.watch.drain)
-        servicer = OrderServicer(self.store, self.instruments, self._wake_publisher, self.watch)
+        servicer = OrderServicer(self.store, self.instruments, self._send_accepted, self.watch)
         self.grpc.add(orders_pb2_grpc.add_OrderServiceServicer_to_server, servicer, _ORDERS)
 
-    def _wake_publisher(self) -> None:
-        if self.publisher is not None:
+    def _send_accepted(self, placed: Placed, traceparent: str | None) -> None:
+        if self.publisher is None:
+            return  # not started: its first pass sends every unsent row
+        if placed.outbox_id is None:
             self.publisher.wake()
+        else:
+            self.publisher.send_now(placed.outbox_id, placed.order, traceparent)
 
     async def start_background(self) -> None:
         """Connect to NATS, make sure the streams exist, start the publisher and (unless a projector

@@ -25,7 +25,7 @@ from copytrade.instruments import ContractMaster, platform_symbol
 from copytrade.orders.v1 import orders_pb2, orders_pb2_grpc
 from services.orders import reports, validation
 from services.orders.models import Order
-from services.orders.store import OrderStore, decimal_text, rfc3339
+from services.orders.store import OrderStore, Placed, decimal_text, rfc3339
 from services.orders.watch import OrderWatch
 
 log = structlog.get_logger("copytrade.orders")
@@ -73,12 +73,12 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
         self,
         store: OrderStore,
         instruments: ContractMaster,
-        on_commit: Callable[[], None],
+        on_commit: Callable[[Placed, str | None], None],
         watch: OrderWatch | None = None,
     ) -> None:
         self._store = store
         self._instruments = instruments
-        # Wakes the outbox publisher, so an accepted order reaches JetStream without a poll's delay.
+        # Hands a new order to the outbox publisher, which sends it at once (services/orders/outbox.py).
         self._on_commit = on_commit
         self._watch = watch
 
@@ -95,14 +95,13 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
                 "only MASTER traders place orders; a follower's orders are copied from masters"
             )
         new = validation.new_order(request, self._instruments, metadata_value(context, "idempotency-key"))
-        placed = await self._store.place(
-            principal.user_id, new, replicate=True, traceparent=tracing.current_traceparent()
-        )
+        traceparent = tracing.current_traceparent()
+        placed = await self._store.place(principal.user_id, new, replicate=True, traceparent=traceparent)
         # Every later line of this request is about this order (and its master order: itself).
         structlog.contextvars.bind_contextvars(order_id=placed.order.id, master_order_id=placed.order.id)
         log.info("order_accepted", symbol=placed.order.symbol, side=placed.order.side, replay=placed.replay)
         if not placed.replay:
-            self._on_commit()
+            self._on_commit(placed, traceparent)
         return orders_pb2.PlaceOrderResponse(
             order=order_message(placed.order), idempotent_replay=placed.replay
         )

@@ -2,7 +2,7 @@
 
 import time
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from copytrade.core import jetstream
 from copytrade.events.v1 import events_pb2
@@ -36,6 +36,96 @@ async def test_accepted_order_reaches_jetstream_with_its_message_id_at_once(orde
     )  # fmt: skip
     assert (event.quantity, event.price, event.trigger_price) == (10, "2450.50", "2449.90")
     assert event.accepted_at.endswith("Z") and len(event.accepted_at) == len("2026-04-01T09:15:00.123456Z")
+
+
+async def test_placing_stores_a_row_naming_the_order_and_sending_marks_it_sent(
+    orders_process, orders_stub, js, new_user
+):
+    user_id, auth = new_user()
+    placed = (await orders_stub.PlaceOrder(request(), metadata=auth)).order
+    await wait_until_sent(orders_process, placed.id)
+    async with orders_process.sessions() as session:
+        row = (
+            await session.scalars(select(OutboxMessage).where(OutboxMessage.message_id == f"order-{placed.id}"))
+        ).one()
+    # One statement stored both: the row names the order rather than carrying a message.
+    assert (row.order_id, row.payload, row.subject) == (placed.id, None, jetstream.accepted_subject(user_id))
+    assert row.attempts == 0
+
+
+async def test_an_accepted_order_is_sent_without_waiting_for_the_outbox_loop(
+    orders_process, orders_stub, js, new_user, monkeypatch
+):
+    import asyncio
+
+    user_id, auth = new_user()
+    subject = jetstream.accepted_subject(user_id)
+    stalled = asyncio.Event()
+
+    async def stall() -> int:  # a loop pass that never ends, as behind a slow claim
+        await stalled.wait()
+        return 0
+
+    monkeypatch.setattr(orders_process.publisher, "publish_batch", stall)
+    try:
+        placed = (await orders_stub.PlaceOrder(request(), metadata=auth)).order
+        await wait_for_messages(js, subject, 1)
+        await wait_until_sent(orders_process, placed.id)
+    finally:
+        stalled.set()
+
+
+async def test_an_order_whose_immediate_send_fails_is_sent_by_the_outbox_loop(
+    orders_process, orders_stub, js, new_user, monkeypatch
+):
+    user_id, auth = new_user()
+    subject = jetstream.accepted_subject(user_id)
+    publisher = orders_process.publisher
+    publish = publisher._js.publish
+    failed: list[str] = []
+
+    async def fail_the_first(subject_, payload, **kwargs):
+        if subject_ == subject and not failed:
+            failed.append(subject_)
+            raise TimeoutError("NATS did not answer")
+        return await publish(subject_, payload, **kwargs)
+
+    monkeypatch.setattr(publisher._js, "publish", fail_the_first)
+    placed = (await orders_stub.PlaceOrder(request(), metadata=auth)).order
+    await wait_until_sent(orders_process, placed.id)
+    assert failed == [subject]
+    await wait_for_messages(js, subject, 1)
+    stored = await js.get_last_msg(jetstream.ORDERS_STREAM, subject)
+    assert events_pb2.OrderAccepted.FromString(stored.data).order_id == placed.id
+
+
+async def test_a_row_naming_a_missing_order_does_not_hold_back_the_others(orders_process, js, new_user):
+    from sqlalchemy import insert
+
+    user_id, _ = new_user()
+    subject = jetstream.accepted_subject(user_id)
+    async with orders_process.sessions() as session, session.begin():
+        missing, stored = (
+            await session.scalars(
+                insert(OutboxMessage)
+                .values([
+                    {"subject": subject, "message_id": f"order-missing-{user_id}", "order_id": -user_id, "payload": None},
+                    {"subject": subject, "message_id": f"order-stored-{user_id}", "order_id": None, "payload": b"kept"},
+                ])
+                .returning(OutboxMessage.id)
+            )
+        ).all()  # fmt: skip
+    orders_process.publisher.wake()
+    await wait_for_messages(js, subject, 1)
+    async with orders_process.sessions() as session:
+        rows = {
+            row.id: row
+            for row in await session.scalars(select(OutboxMessage).where(OutboxMessage.id.in_([missing, stored])))
+        }
+    assert rows[stored].sent_at is not None
+    assert rows[missing].sent_at is None and rows[missing].attempts >= 1
+    async with orders_process.sessions() as session, session.begin():
+        await session.execute(update(OutboxMessage).where(OutboxMessage.id == missing).values(sent_at=func.now()))
 
 
 async def test_market_order_event_carries_no_limit_price(orders_stub, js, new_user):
