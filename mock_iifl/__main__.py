@@ -16,6 +16,7 @@ from pathlib import Path
 
 import uvloop
 
+from copytrade.core import heap
 from copytrade.core.settings import load_settings
 from mock_iifl.app import MockApp
 from mock_iifl.http1 import Http1Listener
@@ -46,6 +47,7 @@ async def serve(args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, stop.set)
     port, h2_port = await http1.start(), await http2.start()
     log.info("mock IIFL serving: HTTP/1.1 on %s:%d, h2c on %s:%d", args.host, port, args.host, h2_port)
+    heap.settle()  # the instrument masters loaded at start, as the services do
     await stop.wait()
     log.info("mock IIFL stopping")
     await http2.stop()
@@ -56,7 +58,9 @@ async def serve(args: argparse.Namespace) -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    uvloop.run(serve(parse_args()))
+    args = parse_args()
+    heap.tune(load_settings().gc_gen0_threshold)
+    uvloop.run(serve(args))
 
 
 if __name__ == "__main__":

@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     # orders read model (the local stack runs one, so PlaceOrder's event loop never waits behind a
     # projection batch); True makes the orders service do it itself.
     orders_projection_in_process: bool = True
+    # CPython's young-generation collection threshold in every service (copytrade/core/heap.py);
+    # 0 keeps the interpreter's default of 700.
+    gc_gen0_threshold: int = Field(50_000, ge=0, le=10_000_000)
     # Seconds between health NOT_SERVING and the server's stop, so Envoy's health checks notice.
     shutdown_drain_seconds: float = Field(3.0, ge=0, le=60)
     shutdown_grace_seconds: float = Field(5.0, ge=0, le=120)
