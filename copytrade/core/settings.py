@@ -114,8 +114,9 @@ class Settings(BaseSettings):
     fanout_streams: int = Field(4, ge=1, le=64)
     fanout_stream_min_orders: int = Field(100, ge=1, le=20_000)
     # A fan-out with more than twice this many copies to send records and sends this many first,
-    # and records the rest while they are on their way.
-    fanout_first_part: int = Field(50, ge=1, le=20_000)
+    # and records the rest while they are on their way. 15 rather than 50: first copy at the broker
+    # 18.7 -> 15.6 ms at N = 100 and 18.0 -> 15.3 ms at N = 500, for a fan-out of 100 ~5% longer.
+    fanout_first_part: int = Field(15, ge=1, le=20_000)
     # services/broker_gateway/brokers/http.py: httptools costs a third of aiohttp's CPU per order.
     broker_http_client: str = Field("httptools", pattern="^(httptools|aiohttp|httpx)$")
     broker_request_timeout_seconds: float = Field(5.0, gt=0, le=60)

@@ -186,7 +186,7 @@ class Replication:
         instruments: ContractMaster | None = None,
         fanout_streams: int = 1,
         fanout_stream_min: int = 100,
-        first_part: int = 50,
+        first_part: int = 15,
     ) -> None:
         self.first_part = first_part
         self.fanout_streams = fanout_streams
