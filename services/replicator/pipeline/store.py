@@ -120,6 +120,8 @@ class Result:
     attempts: int
 
 
+# Every query below selects exactly these columns, in this order: rows become FollowerOrders by
+# position (building a mapping per row was 3% of the replicator's CPU in a 5,000-copy fan-out).
 _COLUMNS = ", ".join(FollowerOrder.__dataclass_fields__)
 _NO_FLUSH_WAIT = text("SET LOCAL synchronous_commit TO OFF")
 
@@ -218,7 +220,7 @@ class Store:
                 "codes": [o.status_reason_code[:40] for o in orders],
             },
         )
-        return [FollowerOrder(**row) for row in rows.mappings()]
+        return [FollowerOrder(*row) for row in rows]
 
     async def load(self, master_order_id: int) -> list[FollowerOrder]:
         async with self.engine.connect() as conn:
@@ -228,7 +230,7 @@ class Store:
                 ),
                 {"id": master_order_id},
             )
-            return [FollowerOrder(**row) for row in rows.mappings()]
+            return [FollowerOrder(*row) for row in rows]
 
     async def record(self, results: list[Result]) -> list[FollowerOrder]:
         """Record one stream message's results in one UPDATE; returns the orders whose status changed.
@@ -262,7 +264,8 @@ class Store:
                     "attempts": [r.attempts for r in results],
                 },
             )
-            return [FollowerOrder(**row) for row in rows.mappings() if row["status"] != PENDING]
+            orders = [FollowerOrder(*row) for row in rows]
+            return [order for order in orders if order.status != PENDING]
 
     async def finish(self, master_order_id: int) -> None:
         # A normal, flushed commit: WAL is written in order, so once this is on disk every
