@@ -15,12 +15,19 @@ from copytrade.core.settings import Settings
 PING_AFTER_IDLE_SECONDS = 1.0
 
 
-def create_engine(settings: Settings, *, application_name: str) -> AsyncEngine:
+def create_engine(settings: Settings, *, application_name: str, synchronous_commit: bool = True) -> AsyncEngine:
+    """The process's pool. `synchronous_commit=False` makes every commit on it return before its WAL
+    reaches disk (PostgreSQL's setting, per connection): for writes that a crash of PostgreSQL may
+    forget without harm, and a transaction that must be durable says SET LOCAL synchronous_commit
+    TO ON."""
+    server_settings = {"application_name": application_name}
+    if not synchronous_commit:
+        server_settings["synchronous_commit"] = "off"
     engine = create_async_engine(
         settings.database_url,
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_pool_size,
-        connect_args={"server_settings": {"application_name": application_name}},
+        connect_args={"server_settings": server_settings},
     )
     _ping_idle_connections(engine)
     return engine

@@ -40,7 +40,14 @@ class ReplicatorProcess:
         self.grpc = GrpcService(settings, "replicator", is_revoked=revocation_check(self.redis))
         servicer = ReplicatorServicer(self.subscriptions, self.directory)
         self.grpc.add(replicator_pb2_grpc.add_ReplicatorServiceServicer_to_server, servicer, _REPLICATOR)
-        self.pipeline = Pipeline(settings, self.engine, self.subscriptions, capital=directory_capital(self.directory))
+        # The pipeline's record on a pool of its own whose commits do not wait for the disk (see
+        # services/replicator/pipeline/store.py); subscriptions, which users change, do.
+        self.pipeline_engine = db.create_engine(
+            settings, application_name="copytrade-replicator-pipeline", synchronous_commit=False
+        )
+        self.pipeline = Pipeline(
+            settings, self.pipeline_engine, self.subscriptions, capital=directory_capital(self.directory)
+        )
         self._replicating = False
         self.lag: ConsumerLag | None = None
 
@@ -69,6 +76,7 @@ class ReplicatorProcess:
             await self.nats.drain()
         await self.directory.close()
         await self.redis.aclose()
+        await self.pipeline_engine.dispose()
         await self.engine.dispose()
 
 

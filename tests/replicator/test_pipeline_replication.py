@@ -43,9 +43,34 @@ async def mock(mock_server):  # noqa: F811
 
 @pytest.fixture
 async def engine(gateway):
-    engine = db.create_engine(gateway.settings, application_name="test-replicator-pipeline")
+    # As the replicator's pipeline engine: its commits do not wait for the disk (store.py).
+    engine = db.create_engine(gateway.settings, application_name="test-replicator-pipeline", synchronous_commit=False)
     yield engine
     await engine.dispose()
+
+
+async def test_the_pipeline_engine_does_not_wait_for_the_disk_except_to_finish(engine):
+    import contextlib
+
+    from services.replicator.pipeline.store import Store
+
+    async with engine.connect() as conn:
+        assert (await conn.execute(text("SHOW synchronous_commit"))).scalar_one() == "off"
+    # finish() flushes whatever the connection's setting: seen at the end of its transaction.
+    seen: list[str] = []
+
+    class Watching:
+        def __getattr__(self, name):
+            return getattr(engine, name)
+
+        @contextlib.asynccontextmanager
+        async def begin(self):
+            async with engine.begin() as conn:
+                yield conn
+                seen.append((await conn.execute(text("SHOW synchronous_commit"))).scalar_one())
+
+    await Store(Watching()).finish(new_id())
+    assert seen == ["on"]
 
 
 @pytest.fixture

@@ -5,13 +5,16 @@ derived from that pair alone, so a redelivered or resumed master order finds the
 the same tags, which the broker gateway looks up instead of placing twice. Writes are batched: one
 multi-row INSERT per part of a fan-out's plan (two at most) and one UPDATE per batch of results.
 
-Commits here do not wait for the WAL to reach disk (synchronous_commit off, per transaction): a
-crash of PostgreSQL itself may forget the last fraction of a second of them, never corrupt them,
-and nothing forgotten here can place an order twice. A forgotten plan is made again with the same
-tags; a forgotten result leaves its order PENDING, and the redelivery looks its tag up at the
-broker before sending anything. Waiting for the disk cost each batch a flush on the fan-out's
-critical path. The fan-out's last write (finish) does wait, and WAL is flushed in order, so
-everything is on disk before the master order is acknowledged.
+Commits here do not wait for the WAL to reach disk (synchronous_commit off: per transaction for
+the plan's, and for the single statements that record results and runs, on the replicator's
+pipeline engine, which has it off for every connection; each of those statements commits on its
+own, one round trip instead of four): a crash of PostgreSQL itself may forget the last fraction of
+a second of them, never corrupt them, and nothing forgotten here can place an order twice. A
+forgotten plan is made again with the same tags; a forgotten result leaves its order PENDING, and
+the redelivery looks its tag up at the broker before sending anything. Waiting for the disk cost
+each batch a flush on the fan-out's critical path. The fan-out's last write (finish) does wait,
+whatever the connection's setting, and WAL is flushed in order, so everything is on disk before
+the master order is acknowledged.
 """
 
 from __future__ import annotations
@@ -124,11 +127,14 @@ class Result:
 # position (building a mapping per row was 3% of the replicator's CPU in a 5,000-copy fan-out).
 _COLUMNS = ", ".join(FollowerOrder.__dataclass_fields__)
 _NO_FLUSH_WAIT = text("SET LOCAL synchronous_commit TO OFF")
+_FLUSH = text("SET LOCAL synchronous_commit TO ON")
 
 
 class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        # Single statements commit on their own: no BEGIN, SET LOCAL and COMMIT round trips.
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     async def fanout_state(self, master_order_id: int) -> str | None:
         """PLANNING, RUNNING or DONE; None for a master order no run has recorded yet."""
@@ -240,8 +246,7 @@ class Store:
         """
         if not results:
             return []
-        async with self.engine.begin() as conn:
-            await conn.execute(_NO_FLUSH_WAIT)
+        async with self._autocommit.connect() as conn:
             rows = await conn.execute(
                 text(
                     "UPDATE replicator.follower_orders AS o SET status = v.s, status_reason = v.r,"
@@ -268,9 +273,11 @@ class Store:
             return [order for order in orders if order.status != PENDING]
 
     async def finish(self, master_order_id: int) -> None:
-        # A normal, flushed commit: WAL is written in order, so once this is on disk every
-        # commit before it is too, and only then is the master order acknowledged.
+        # A flushed commit, whatever the connection's setting: WAL is written in order, so once
+        # this is on disk every commit before it is too, and only then is the master order
+        # acknowledged.
         async with self.engine.begin() as conn:
+            await conn.execute(_FLUSH)
             await conn.execute(
                 text(
                     f"UPDATE replicator.fanouts SET state = '{DONE}', finished_at = now()"
@@ -280,8 +287,7 @@ class Store:
             )
 
     async def count_run(self, master_order_id: int) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(_NO_FLUSH_WAIT)
+        async with self._autocommit.connect() as conn:
             await conn.execute(
                 text("UPDATE replicator.fanouts SET runs = runs + 1 WHERE master_order_id = :id"),
                 {"id": master_order_id},
