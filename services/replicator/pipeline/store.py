@@ -129,6 +129,31 @@ _COLUMNS = ", ".join(FollowerOrder.__dataclass_fields__)
 _NO_FLUSH_WAIT = text("SET LOCAL synchronous_commit TO OFF")
 _FLUSH = text("SET LOCAL synchronous_commit TO ON")
 
+# Built once (a text() per call cost its construction and its cache key every time).
+_INSERT = text(
+    "INSERT INTO replicator.follower_orders (master_order_id, follower_id, account_id, tag,"
+    " symbol, exchange, side, order_type, product, quantity, price, trigger_price, status,"
+    " status_reason, status_reason_code)"
+    " SELECT :master, f, a, t, :symbol, :exchange, :side, :order_type, :product, q,"
+    " :price, :trigger_price, s, r, c"
+    " FROM unnest(CAST(:followers AS BIGINT[]), CAST(:accounts AS BIGINT[]),"
+    " CAST(:tags AS TEXT[]), CAST(:quantities AS BIGINT[]), CAST(:statuses AS TEXT[]),"
+    " CAST(:reasons AS TEXT[]), CAST(:codes AS TEXT[])) AS v(f, a, t, q, s, r, c)"
+    " ON CONFLICT (master_order_id, follower_id) DO NOTHING"
+    f" RETURNING {_COLUMNS}"
+)
+_RECORD = text(
+    "UPDATE replicator.follower_orders AS o SET status = v.s, status_reason = v.r,"
+    " status_reason_code = v.c, broker_order_id = v.b, latency_ms = v.l,"
+    " attempts = o.attempts + v.n, sequence = o.sequence + CASE WHEN v.s <> o.status THEN 1 ELSE 0 END,"
+    " updated_at = now()"
+    " FROM unnest(CAST(:ids AS BIGINT[]), CAST(:statuses AS TEXT[]), CAST(:reasons AS TEXT[]),"
+    " CAST(:codes AS TEXT[]), CAST(:brokers AS TEXT[]), CAST(:latencies AS BIGINT[]),"
+    " CAST(:attempts AS INT[])) AS v(id, s, r, c, b, l, n)"
+    f" WHERE o.id = v.id AND o.status = '{PENDING}'"
+    f" RETURNING {', '.join('o.' + c for c in FollowerOrder.__dataclass_fields__)}"
+)
+
 
 class Store:
     def __init__(self, engine: AsyncEngine) -> None:
@@ -196,18 +221,7 @@ class Store:
     async def _insert(conn: AsyncConnection, master: MasterDetails, orders: list[NewFollowerOrder]) -> list[FollowerOrder]:
         """One multi-row INSERT; returns the rows it made (a pair that exists already is skipped)."""
         rows = await conn.execute(
-            text(
-                "INSERT INTO replicator.follower_orders (master_order_id, follower_id, account_id, tag,"
-                " symbol, exchange, side, order_type, product, quantity, price, trigger_price, status,"
-                " status_reason, status_reason_code)"
-                " SELECT :master, f, a, t, :symbol, :exchange, :side, :order_type, :product, q,"
-                " :price, :trigger_price, s, r, c"
-                " FROM unnest(CAST(:followers AS BIGINT[]), CAST(:accounts AS BIGINT[]),"
-                " CAST(:tags AS TEXT[]), CAST(:quantities AS BIGINT[]), CAST(:statuses AS TEXT[]),"
-                " CAST(:reasons AS TEXT[]), CAST(:codes AS TEXT[])) AS v(f, a, t, q, s, r, c)"
-                " ON CONFLICT (master_order_id, follower_id) DO NOTHING"
-                f" RETURNING {_COLUMNS}"
-            ),
+            _INSERT,
             {
                 "master": master.master_order_id,
                 "symbol": master.symbol,
@@ -248,17 +262,7 @@ class Store:
             return []
         async with self._autocommit.connect() as conn:
             rows = await conn.execute(
-                text(
-                    "UPDATE replicator.follower_orders AS o SET status = v.s, status_reason = v.r,"
-                    " status_reason_code = v.c, broker_order_id = v.b, latency_ms = v.l,"
-                    " attempts = o.attempts + v.n, sequence = o.sequence + CASE WHEN v.s <> o.status THEN 1 ELSE 0 END,"
-                    " updated_at = now()"
-                    " FROM unnest(CAST(:ids AS BIGINT[]), CAST(:statuses AS TEXT[]), CAST(:reasons AS TEXT[]),"
-                    " CAST(:codes AS TEXT[]), CAST(:brokers AS TEXT[]), CAST(:latencies AS BIGINT[]),"
-                    " CAST(:attempts AS INT[])) AS v(id, s, r, c, b, l, n)"
-                    f" WHERE o.id = v.id AND o.status = '{PENDING}'"
-                    f" RETURNING {', '.join('o.' + c for c in FollowerOrder.__dataclass_fields__)}"
-                ),
+                _RECORD,
                 {
                     "ids": [r.id for r in results],
                     "statuses": [r.status for r in results],
