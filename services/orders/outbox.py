@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from datetime import timedelta
 from typing import cast
@@ -65,7 +66,10 @@ class OutboxPublisher:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._sending: set[asyncio.Task[None]] = set()
-        self._autocommit = db.autocommit_sessions(sessions)
+
+    @functools.cached_property
+    def _autocommit(self) -> async_sessionmaker[AsyncSession]:
+        return db.autocommit_sessions(self._sessions)
 
     def wake(self) -> None:
         self._wake.set()

@@ -18,7 +18,6 @@ from opentelemetry.trace import SpanKind, StatusCode
 from copytrade.core import tracing
 from copytrade.core.logging import _add_trace_ids
 from copytrade.events.v1 import events_pb2
-from services.orders.models import OutboxMessage
 from services.orders.outbox import OutboxPublisher
 from services.replicator.pipeline.consumer import OrdersConsumer
 
@@ -78,8 +77,7 @@ async def test_a_master_order_keeps_its_trace_through_the_outbox_and_nats(spans)
 
     js = FakeJetStream()
     publisher = OutboxPublisher(sessions=None, js=js)
-    row = OutboxMessage(subject="orders.accepted.7", message_id="order-42", payload=b"", traceparent=stored)
-    await publisher._publish(row)
+    await publisher._publish("orders.accepted.7", b"", "order-42", stored)
     headers = js.published[0]
     assert headers["Nats-Msg-Id"] == "order-42"
 
@@ -187,11 +185,9 @@ async def test_with_tracing_off_nothing_is_added():
 
     # An outbox row stored by a replica that traces still passes its context on.
     js = FakeJetStream()
-    row = OutboxMessage(
-        subject="s", message_id="order-1", payload=b"", traceparent="00-" + "1" * 32 + "-" + "2" * 16 + "-01"
-    )
-    await OutboxPublisher(sessions=None, js=js)._publish(row)
-    assert js.published == [{"Nats-Msg-Id": "order-1", "traceparent": row.traceparent}]
+    traceparent = "00-" + "1" * 32 + "-" + "2" * 16 + "-01"
+    await OutboxPublisher(sessions=None, js=js)._publish("s", b"", "order-1", traceparent)
+    assert js.published == [{"Nats-Msg-Id": "order-1", "traceparent": traceparent}]
 
 
 def test_init_tracing_is_off_without_an_endpoint():
