@@ -2,11 +2,11 @@
 
 PlaceOrder commits the order and an outbox row together (one statement; the row names the order,
 whose OrderAccepted is rendered here) and answers at once, having handed the order to `send_now`,
-which publishes it and marks the row sent. A crash between the commit and the publish leaves the
-row unsent, and the next start (of this or any replica) sends it, as does the loop below, which
-sends every row left unsent (by a failed publish, or by another replica) oldest first. A crash between the publish and the
-marking sends it twice, which JetStream drops because the message carries `Nats-Msg-Id:
-order-<id>` and the streams deduplicate on it (copytrade.core.jetstream.DUPLICATE_WINDOW_SECONDS).
+which publishes it and marks the row sent. The loop below sends every row left unsent (by a failed
+publish, or by a replica that died), oldest first, and so does the next start of any replica. A
+crash between the publish and the marking sends it twice, which JetStream drops because the message
+carries `Nats-Msg-Id: order-<id>` and the streams deduplicate on it
+(copytrade.core.jetstream.DUPLICATE_WINDOW_SECONDS).
 
 Replicas share the table: each claims a batch with `FOR UPDATE SKIP LOCKED`, so they never wait on
 or send each other's rows. `send_now` does not wait for a claim: the first copy of a master order
@@ -80,7 +80,11 @@ class OutboxPublisher:
     async def stop(self) -> None:
         await background.stop(self._task)
         self._task = None
-        # Rows whose publish is cut short stay unsent, and the next start sends them.
+        # Orders accepted moments ago are let out (a shutdown must not hold them up until another
+        # replica's poll); a publish that does not finish in time is cut short and its row stays
+        # unsent, for the next start.
+        if self._sending:
+            await asyncio.wait(set(self._sending), timeout=PUBLISH_TIMEOUT_SECONDS)
         for task in list(self._sending):
             await background.stop(task)
 
@@ -102,7 +106,9 @@ class OutboxPublisher:
             async with self._autocommit() as session:
                 await session.execute(_MARK_SENT, {"outbox_id": outbox_id})
         except Exception:  # NATS or PostgreSQL away: the loop sends the row, with its backoff
-            log.warning("publishing an accepted order failed; the outbox loop will", order_id=order.id, exc_info=True)
+            log.warning(
+                "publishing an accepted order failed; the outbox loop will", order_id=order.id, exc_info=True
+            )
             self.wake()
 
     async def _run(self) -> None:
