@@ -94,7 +94,7 @@ def orders_projection() -> App:
             name="orders_projection",
             argv=python_module("services.orders.projector"),
             env=ctx.env,
-            address=f"metrics :{port}/metrics" if port else "",
+            address=f"{host}:{port}/metrics" if port else "",
             ready=(lambda: probes.http_ok(host, port, "/metrics")) if port else None,
             cwd=WORKING_DIR,
         )
