@@ -47,7 +47,6 @@ async def serve(args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, stop.set)
     port, h2_port = await http1.start(), await http2.start()
     log.info("mock IIFL serving: HTTP/1.1 on %s:%d, h2c on %s:%d", args.host, port, args.host, h2_port)
-    heap.settle()  # the instrument masters loaded at start, as the services do
     await stop.wait()
     log.info("mock IIFL stopping")
     await http2.stop()

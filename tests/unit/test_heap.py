@@ -1,4 +1,4 @@
-"""copytrade/core/heap.py: the collector's threshold and the start-up freeze every service applies."""
+"""copytrade/core/heap.py: the collector's threshold every service applies."""
 
 import gc
 
@@ -13,7 +13,6 @@ def restored_gc():
     threshold = gc.get_threshold()
     yield
     gc.set_threshold(*threshold)
-    gc.unfreeze()
 
 
 def test_tune_spaces_out_young_collections_and_keeps_the_older_generations(restored_gc):
@@ -22,13 +21,6 @@ def test_tune_spaces_out_young_collections_and_keeps_the_older_generations(resto
     assert gc.get_threshold() == (50_000, 10, 10)
     heap.tune(0)  # 0: the interpreter's own setting stays
     assert gc.get_threshold() == (50_000, 10, 10)
-
-
-def test_settle_moves_what_start_up_made_out_of_the_collectors_sight(restored_gc):
-    gc.unfreeze()
-    assert gc.get_freeze_count() == 0
-    heap.settle()
-    assert gc.get_freeze_count() > 0
 
 
 def test_the_threshold_setting_refuses_a_negative_number():
