@@ -5,6 +5,7 @@ them at the machine's own PostgreSQL, Redis and NATS). Otherwise they start the 
 of the local stack on free ports in a temporary folder, exactly as `make start` would.
 """
 
+import itertools
 import os
 import tempfile
 import uuid
@@ -17,6 +18,9 @@ from stack import free_port_env
 from tests.support.backing import backing_servers
 
 RUN_ID = uuid.uuid4().hex[:8]
+# One counter for the whole run: a counter per test plus four random hex digits made two tests'
+# users collide now and then (hundreds of "m<run>0...." names drawn from 65,536 suffixes).
+_NAMES = itertools.count()
 
 
 @pytest.fixture(scope="session")
@@ -46,10 +50,9 @@ def base_settings(backing) -> Settings:
 @pytest.fixture
 def unique():
     """A short name no other test, run or earlier run against an external database has used."""
-    counter = iter(range(1_000_000))
 
     def make(prefix: str = "u") -> str:
-        return f"{prefix}{RUN_ID}{next(counter)}{uuid.uuid4().hex[:4]}"
+        return f"{prefix}{RUN_ID}{next(_NAMES)}"
 
     return make
 
