@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Self
 from urllib.parse import urlsplit, urlunsplit
 
+from copytrade.core import scheduling
 from copytrade.core.settings import Settings
 from stack import apps, embedded, probes
 from stack.context import EXTERNAL_URL_VARIABLES, StackContext, external_servers, settings_from_env
@@ -44,6 +45,10 @@ def process_names(until: str = STAGES[-1]) -> list[str]:
         "gateway": ["gateway-config", "envoy"],
     }
     return [name for stage in STAGES[: STAGES.index(until) + 1] for name in names[stage]]
+
+
+# The stack's own default: everything it runs shares this machine's cores.
+_FANOUT_SCHED_POLICY = "idle" if scheduling.supported() else "normal"
 
 
 class LocalStack:
@@ -80,6 +85,9 @@ class LocalStack:
             "PYTHONUNBUFFERED": "1",
             # The orders read model is projected by a process of its own (apps.orders_projection).
             "ORDERS_PROJECTION_IN_PROCESS": "false",
+            # Everything shares this machine's cores: the fan-out gives way to the accept path
+            # (copytrade/core/scheduling.py), unless the caller says otherwise.
+            "FANOUT_SCHED_POLICY": caller.get("FANOUT_SCHED_POLICY") or _FANOUT_SCHED_POLICY,
         }
         # Ports for extra replicas of a service (REPLICATOR_REPLICAS=2 ...), where none is given.
         child_env.update(apps.replica_port_env(child_env))

@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     # CPython's young-generation collection threshold in every service (copytrade/core/heap.py);
     # 0 keeps the interpreter's default of 700.
     gc_gen0_threshold: int = Field(50_000, ge=0, le=10_000_000)
+    # Linux CPU scheduling policy of the processes that do the fan-out (the replicator, the broker
+    # gateway, the orders projection; copytrade/core/scheduling.py): idle lets the accept path
+    # preempt them on a machine they share. The local stack sets idle; normal leaves them alone.
+    fanout_sched_policy: str = Field("normal", pattern="^(normal|batch|idle)$")
     # Seconds between health NOT_SERVING and the server's stop, so Envoy's health checks notice.
     shutdown_drain_seconds: float = Field(3.0, ge=0, le=60)
     shutdown_grace_seconds: float = Field(5.0, ge=0, le=120)

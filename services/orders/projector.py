@@ -79,4 +79,4 @@ async def serve(settings: Settings) -> None:
 
 
 if __name__ == "__main__":
-    run_service(NAME, serve)
+    run_service(NAME, serve, fanout=True)
