@@ -15,14 +15,29 @@ from copytrade.core.settings import Settings
 PING_AFTER_IDLE_SECONDS = 1.0
 
 
-def create_engine(settings: Settings, *, application_name: str, synchronous_commit: bool = True) -> AsyncEngine:
+def create_engine(
+    settings: Settings,
+    *,
+    application_name: str,
+    synchronous_commit: bool = True,
+    by_key_only: bool = False,
+) -> AsyncEngine:
     """The process's pool. `synchronous_commit=False` makes every commit on it return before its WAL
     reaches disk (PostgreSQL's setting, per connection): for writes that a crash of PostgreSQL may
     forget without harm, and a transaction that must be durable says SET LOCAL synchronous_commit
-    TO ON."""
+    TO ON.
+
+    `by_key_only`: every statement on this pool finds its rows through an index, and the planner
+    is told to keep to that (enable_seqscan off, a cost it avoids rather than a ban). For a pool
+    whose statements write a table that grows faster than autovacuum analyzes it: the planner,
+    from statistics taken while the table was small, chose to scan the whole table for each batch
+    and keeps that plan cached on the connection.
+    """
     server_settings = {"application_name": application_name}
     if not synchronous_commit:
         server_settings["synchronous_commit"] = "off"
+    if by_key_only:
+        server_settings["enable_seqscan"] = "off"
     engine = create_async_engine(
         settings.database_url,
         pool_size=settings.database_pool_size,

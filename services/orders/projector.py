@@ -33,7 +33,8 @@ class ProjectorProcess:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.engine = db.create_engine(settings, application_name="copytrade-orders-projection")
+        # Its statements find read-model rows by key, in a table that grows by every copy.
+        self.engine = db.create_engine(settings, application_name="copytrade-orders-projection", by_key_only=True)
         self.sessions = db.session_factory(self.engine)
         self.projection: UpdatesProjection | None = None
         self.lag: ConsumerLag | None = None

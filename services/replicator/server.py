@@ -41,9 +41,13 @@ class ReplicatorProcess:
         servicer = ReplicatorServicer(self.subscriptions, self.directory)
         self.grpc.add(replicator_pb2_grpc.add_ReplicatorServiceServicer_to_server, servicer, _REPLICATOR)
         # The pipeline's record on a pool of its own whose commits do not wait for the disk (see
-        # services/replicator/pipeline/store.py); subscriptions, which users change, do.
+        # services/replicator/pipeline/store.py); subscriptions, which users change, do. Its
+        # statements find follower orders by key, in a table that grows by every copy (by_key_only).
         self.pipeline_engine = db.create_engine(
-            settings, application_name="copytrade-replicator-pipeline", synchronous_commit=False
+            settings,
+            application_name="copytrade-replicator-pipeline",
+            synchronous_commit=False,
+            by_key_only=True,
         )
         self.pipeline = Pipeline(
             settings, self.pipeline_engine, self.subscriptions, capital=directory_capital(self.directory)

@@ -2,6 +2,8 @@
 
 import random
 
+from sqlalchemy import text
+
 from copytrade.orders.v1 import orders_pb2
 from services.orders.projector import ProjectorProcess
 from services.orders.server import OrdersProcess
@@ -29,6 +31,9 @@ async def test_the_projector_applies_follower_updates(base_settings, orders_proc
     projector = ProjectorProcess(base_settings)
     try:
         await projector.start()
+        # Rows found by key however stale the read model's statistics (copytrade/core/db.py).
+        async with projector.engine.connect() as conn:
+            assert await conn.scalar(text("SHOW enable_seqscan")) == "off"
         follower_id = random.randrange(10**12, 2**62)
         source_id = random.randrange(10**12, 2**62)
         await publish(js, follower_update(order_id, follower_id, source_id, 1, "SUBMITTED", details=DETAILS,

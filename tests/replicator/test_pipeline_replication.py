@@ -44,7 +44,9 @@ async def mock(mock_server):  # noqa: F811
 @pytest.fixture
 async def engine(gateway):
     # As the replicator's pipeline engine: its commits do not wait for the disk (store.py).
-    engine = db.create_engine(gateway.settings, application_name="test-replicator-pipeline", synchronous_commit=False)
+    engine = db.create_engine(
+        gateway.settings, application_name="test-replicator-pipeline", synchronous_commit=False, by_key_only=True
+    )
     yield engine
     await engine.dispose()
 
@@ -71,6 +73,36 @@ async def test_the_pipeline_engine_does_not_wait_for_the_disk_except_to_finish(e
 
     await Store(Watching()).finish(new_id())
     assert seen == ["on"]
+
+
+async def test_the_replicators_pipeline_pool_finds_follower_orders_by_key_whatever_the_statistics(replicator):
+    from services.replicator.pipeline.store import _RECORD
+
+    async with replicator.pipeline_engine.connect() as conn:
+        assert (await conn.execute(text("SHOW enable_seqscan"))).scalar_one() == "off"
+        assert (await conn.execute(text("SHOW synchronous_commit"))).scalar_one() == "off"
+        # Statistics taken while the table was empty: the planner would scan it all for each batch.
+        await conn.execute(text("SET LOCAL plan_cache_mode = force_generic_plan"))
+        plan = "\n".join(
+            row[0]
+            for row in await conn.execute(
+                text(f"EXPLAIN {_RECORD.text}"),
+                {"ids": [1, 2], "statuses": ["SUBMITTED"] * 2, "reasons": [""] * 2, "codes": [""] * 2,
+                 "brokers": [""] * 2, "latencies": [1, 1], "attempts": [1, 1]},
+            )
+        )  # fmt: skip
+    assert "Seq Scan on follower_orders" not in plan
+    assert "pk_follower_orders" in plan
+
+
+async def test_follower_orders_leave_room_on_each_page_for_their_one_update(engine):
+    # A result's UPDATE stays on the row's page (HOT, no new index entries) only if the page has
+    # room for the new version: migration 0005 of the replicator's schema.
+    async with engine.connect() as conn:
+        options = await conn.scalar(
+            text("SELECT reloptions FROM pg_class WHERE oid = 'replicator.follower_orders'::regclass")
+        )
+    assert "fillfactor=60" in options
 
 
 @pytest.fixture
