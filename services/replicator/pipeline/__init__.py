@@ -135,6 +135,7 @@ class Pipeline:
         if self._consumer is not None:
             await self._consumer.stop(grace_seconds)
             self._consumer = None
+        await self.store.close()  # results of fan-outs let go above, still being written
         if self._replication is not None:
             await self._replication.funds.close()  # a background funds read needs the channel
             await self._replication.accounts.close()

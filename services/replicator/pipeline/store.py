@@ -3,7 +3,8 @@
 A follower order exists at most once per master order and follower, ever (UNIQUE), and carries a tag
 derived from that pair alone, so a redelivered or resumed master order finds the same rows and sends
 the same tags, which the broker gateway looks up instead of placing twice. Writes are batched: one
-multi-row INSERT per part of a fan-out's plan (two at most) and one UPDATE per batch of results.
+multi-row INSERT per part of a fan-out's plan (two at most) and one UPDATE per batch of results
+(of every fan-out under way: recording.py).
 
 Commits here do not wait for the WAL to reach disk (synchronous_commit off: per transaction for
 the plan's, and for the single statements that record results and runs, on the replicator's
@@ -23,8 +24,10 @@ import hashlib
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.replicator.pipeline.recording import GroupRecorder
 
 PENDING, SUBMITTED, REJECTED, FAILED, SKIPPED = "PENDING", "SUBMITTED", "REJECTED", "FAILED", "SKIPPED"
 # A fan-out's record: PLANNING while its plan is recorded in parts, RUNNING once all of it is, DONE
@@ -142,6 +145,13 @@ _INSERT = text(
     " ON CONFLICT (master_order_id, follower_id) DO NOTHING"
     f" RETURNING {_COLUMNS}"
 )
+_FANOUT_ROW = (
+    "INSERT INTO replicator.fanouts (master_order_id, master_user_id, state)"
+    " VALUES (:master, :user, :state) ON CONFLICT (master_order_id) DO NOTHING"
+)
+_CREATE_FANOUT = text(_FANOUT_ROW)
+# A fan-out's row and its first part's follower orders in one statement, one round trip.
+_CREATE = text(f"WITH fanout AS ({_FANOUT_ROW}) {_INSERT.text}")
 _RECORD = text(
     "UPDATE replicator.follower_orders AS o SET status = v.s, status_reason = v.r,"
     " status_reason_code = v.c, broker_order_id = v.b, latency_ms = v.l,"
@@ -160,6 +170,7 @@ class Store:
         self.engine = engine
         # Single statements commit on their own: no BEGIN, SET LOCAL and COMMIT round trips.
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._recorder: GroupRecorder[Result, FollowerOrder] = GroupRecorder(self._record_batch)
 
     async def fanout_state(self, master_order_id: int) -> str | None:
         """PLANNING, RUNNING or DONE; None for a master order no run has recorded yet."""
@@ -172,26 +183,24 @@ class Store:
     async def create(
         self, master: MasterDetails, orders: list[NewFollowerOrder], *, complete: bool = True
     ) -> tuple[list[FollowerOrder], bool]:
-        """Record the fan-out and (the first part of) its follower orders in one transaction, once;
+        """Record the fan-out and (the first part of) its follower orders in one statement, once;
         read back what exists. True with them when this call made them all, False when an earlier
         run had made some. Not `complete`: more of the plan follows (`add`), and until it is
         recorded the fan-out stays PLANNING, which tells a redelivery to plan the rest itself.
 
-        A replica racing on the same master order blocks on the fan-out row, then inserts nothing
-        (every pair conflicts) and reads the first one's rows.
+        A replica racing on the same master order waits on the first one's uncommitted rows (the
+        UNIQUE pairs and fan-out), then inserts nothing (every pair conflicts) and reads them.
         """
+        state = RUNNING if complete else PLANNING
+        fanout = {"master": master.master_order_id, "user": master.master_user_id, "state": state}
         inserted: list[FollowerOrder] = []
-        async with self.engine.begin() as conn:
-            await conn.execute(_NO_FLUSH_WAIT)
-            await conn.execute(
-                text(
-                    "INSERT INTO replicator.fanouts (master_order_id, master_user_id, state) "
-                    "VALUES (:id, :user, :state) ON CONFLICT (master_order_id) DO NOTHING"
-                ),
-                {"id": master.master_order_id, "user": master.master_user_id, "state": RUNNING if complete else PLANNING},
-            )
+        # One statement, committed on its own: the fan-out's row and the follower orders together
+        # or not at all, on the first copy's path (it was BEGIN, SET, two INSERTs and COMMIT).
+        async with self._autocommit.connect() as conn:
             if orders:
-                inserted = await self._insert(conn, master, orders)
+                inserted = await self._insert(conn, master, orders, statement=_CREATE, extra=fanout)
+            else:
+                await conn.execute(_CREATE_FANOUT, fanout)
         if len(inserted) == len(orders):
             return sorted(inserted, key=lambda o: o.id), True
         # Another replica got there first (or part way): what exists is the record.
@@ -218,11 +227,19 @@ class Store:
         return await self.load(master.master_order_id), False
 
     @staticmethod
-    async def _insert(conn: AsyncConnection, master: MasterDetails, orders: list[NewFollowerOrder]) -> list[FollowerOrder]:
+    async def _insert(
+        conn: AsyncConnection,
+        master: MasterDetails,
+        orders: list[NewFollowerOrder],
+        *,
+        statement: TextClause = _INSERT,
+        extra: dict[str, object] | None = None,
+    ) -> list[FollowerOrder]:
         """One multi-row INSERT; returns the rows it made (a pair that exists already is skipped)."""
         rows = await conn.execute(
-            _INSERT,
-            {
+            statement,
+            (extra or {})
+            | {
                 "master": master.master_order_id,
                 "symbol": master.symbol,
                 "exchange": master.exchange,
@@ -253,13 +270,21 @@ class Store:
             return [FollowerOrder(*row) for row in rows]
 
     async def record(self, results: list[Result]) -> list[FollowerOrder]:
-        """Record one stream message's results in one UPDATE; returns the orders whose status changed.
+        """Record results; returns the orders whose status changed.
 
         Only PENDING orders change: a result arriving again (a resumed fan-out) cannot move an order
-        out of a final state, and its sequence only grows with a real change of status.
+        out of a final state, and its sequence only grows with a real change of status. Results
+        handed in by several fan-outs at once share one UPDATE (recording.GroupRecorder).
         """
-        if not results:
-            return []
+        orders = await self._recorder.record(results)
+        return [order for order in orders if order.status != PENDING]
+
+    async def close(self) -> None:
+        """Let the results being written finish."""
+        await self._recorder.close()
+
+    async def _record_batch(self, results: list[Result]) -> list[FollowerOrder]:
+        """One UPDATE for a batch of results; every row it changed."""
         async with self._autocommit.connect() as conn:
             rows = await conn.execute(
                 _RECORD,
@@ -273,8 +298,7 @@ class Store:
                     "attempts": [r.attempts for r in results],
                 },
             )
-            orders = [FollowerOrder(*row) for row in rows]
-            return [order for order in orders if order.status != PENDING]
+            return [FollowerOrder(*row) for row in rows]
 
     async def finish(self, master_order_id: int) -> None:
         # A flushed commit, whatever the connection's setting: WAL is written in order, so once
