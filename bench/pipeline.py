@@ -146,6 +146,8 @@ async def sustained(population: Population, client: MasterClient, record: Record
         "accept_p99_ms": percentile([p.accept_ms for p in placed], 99),
         "fanout_p50_ms": percentile([t.fanout_ms for t in timings], 50),
         "fanout_p99_ms": percentile([t.fanout_ms for t in timings], 99),
+        # Each master order's, in the order they were placed: where in the run the slow ones fell.
+        "accept_ms": [p.accept_ms for p in sorted(placed, key=lambda p: p.master_order_id)],
     }
 
 
@@ -247,7 +249,7 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=20, help="master orders per N and protocol")
     parser.add_argument("--bare-repeat", type=int, default=3)
     parser.add_argument("--rates", type=float, nargs="+", default=[5.0, 10.0, 20.0], help="sustained master orders per second, one run each")
-    parser.add_argument("--seconds", type=float, default=10.0, help="length of the sustained run")
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of the sustained run")
     parser.add_argument("--groups", type=int, default=10, help="masters in the sustained run")
     parser.add_argument("--group-size", type=int, default=100, help="followers of each of them")
     parser.add_argument("--skip-sustained", action="store_true")
