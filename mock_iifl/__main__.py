@@ -58,7 +58,7 @@ async def serve(args: argparse.Namespace) -> None:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     args = parse_args()
-    heap.tune(load_settings().gc_gen0_threshold)
+    heap.freeze_survivors()  # its books only grow: collections must not walk them again and again
     uvloop.run(serve(args))
 
 
