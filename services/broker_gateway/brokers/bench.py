@@ -16,6 +16,7 @@ import asyncio
 import json
 import statistics
 import time
+import uuid
 from dataclasses import asdict, dataclass
 
 import aiohttp
@@ -166,7 +167,8 @@ async def bench(
     """Each client fires `orders` orders at fresh sessions (a session's tags must not repeat)."""
     results = []
     for number, client in enumerate(clients):
-        run = f"b{number}{int(time.time()) % 100000}"
+        # Unique per run: repeats start within the same second (tags stay within 20 characters).
+        run = f"b{number}{uuid.uuid4().hex[:8]}"
         tokens = await open_sessions(mock_url, orders, prefix=f"{run}c")
         results.append(
             await fire(
