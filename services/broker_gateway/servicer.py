@@ -145,6 +145,9 @@ class BrokerGatewayServicer(broker_pb2_grpc.BrokerGatewayServiceServicer):
     ) -> AsyncIterator[broker_pb2.ExecuteFanoutResponse]:
         _require_service_caller()
         fanout.check_request(request)
+        # Headers at once, not with the first result ~50 ms later: the replicator plans a fan-out's
+        # next part once it knows this one arrived (services/replicator/pipeline/replication.py).
+        await context.send_initial_metadata(())
         # This RPC's context, which every placement task copies: their lines name the master order.
         structlog.contextvars.bind_contextvars(master_order_id=request.fanout_id)
         resolved = await self._sessions.resolve(order.account_id for order in request.orders)

@@ -6,6 +6,7 @@ The mock's inspection endpoint is the ground truth: what each account really rec
 
 import asyncio
 import random
+import time
 from decimal import Decimal
 
 import grpc
@@ -214,6 +215,22 @@ async def test_fanout_places_every_order_once_in_both_dialects(gateway, accounts
     assert summary.first_result_latency_ms > 0
     counts = await by_tag(mock)
     assert {o.tag: counts.get(o.tag) for o in orders} == {o.tag: 1 for o in orders}
+
+
+async def test_fanout_answers_with_its_headers_before_the_broker_does(gateway, accounts_stub, fanout_stub, as_service, mock, unique):
+    # The replicator plans a fan-out's next part once the gateway has taken this one: its headers
+    # must not wait for the first result, which waits for the broker.
+    _, _, account = await link_xts(gateway, accounts_stub, unique)
+    await mock.configure(latency={"kind": "fixed", "ms": 500})
+    call = fanout_stub.ExecuteFanout(
+        broker_pb2.ExecuteFanoutRequest(fanout_id=78, orders=[order(account, unique("H"))]), metadata=as_service
+    )
+    started = time.perf_counter()
+    await asyncio.wait_for(call.initial_metadata(), timeout=0.4)
+    took = time.perf_counter() - started
+    messages = [message async for message in call]
+    assert took < 0.4 and time.perf_counter() - started >= 0.5
+    assert messages[0].results[0].outcome == Outcome.PLACEMENT_OUTCOME_PLACED
 
 
 async def test_bad_orders_get_a_reason_and_the_stream_goes_on(gateway, accounts_stub, fanout_stub, as_service, mock, unique):
