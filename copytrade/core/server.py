@@ -15,6 +15,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from copytrade.core import heap
 from copytrade.core.interceptor import RevocationCheck, ServiceInterceptor
 from copytrade.core.metrics import MetricsEndpoint, MetricsInterceptor
 from copytrade.core.settings import Settings
@@ -126,6 +127,7 @@ class GrpcService:
         metrics = MetricsEndpoint.start(self.settings, self.name)
         try:
             await self.start()
+            heap.settle()
             await stop.wait()
             log.info("shutting down", drain_seconds=self.settings.shutdown_drain_seconds)
             await self.stop()

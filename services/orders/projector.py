@@ -16,7 +16,7 @@ import signal
 import structlog
 from nats.aio.client import Client
 
-from copytrade.core import db, jetstream
+from copytrade.core import db, heap, jetstream
 from copytrade.core.jetstream import ORDER_UPDATES_STREAM
 from copytrade.core.metrics import ConsumerLag, MetricsEndpoint
 from copytrade.core.runner import run_service
@@ -69,6 +69,7 @@ async def serve(settings: Settings) -> None:
     metrics = None
     try:
         await process.start()
+        heap.settle()
         # After the consumer is subscribed: the local stack takes the metrics answering as ready.
         metrics = MetricsEndpoint.start(settings, NAME)
         await stop.wait()

@@ -81,3 +81,28 @@ def test_without_it_the_survivors_stay_for_every_collection_to_walk():
     frozen, oldest, _, _, _ = _survivors()
     assert frozen == 0
     assert oldest >= 15_000
+
+
+SETTLE = """
+import gc
+from copytrade.core import heap
+
+class Loaded:
+    def __init__(self):
+        self.me = self
+loaded = [Loaded() for _ in range(5_000)]  # what a service holds for its whole life
+garbage = [Loaded() for _ in range(100)]
+del garbage
+heap.settle()
+later = [Loaded() for _ in range(10)]
+print(gc.get_freeze_count(), sum(isinstance(o, Loaded) for o in gc.get_objects()), gc.collect())
+"""
+
+
+def test_settle_moves_what_was_loaded_at_start_out_of_the_collectors_sight_without_collecting():
+    done = subprocess.run([sys.executable, "-c", SETTLE], check=False, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    frozen, still_seen, collected_after = (int(n) for n in done.stdout.split())
+    assert frozen >= 5_100
+    assert still_seen == 10  # only what came after
+    assert collected_after == 0  # frozen objects are never walked, so never freed by the collector
