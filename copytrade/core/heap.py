@@ -26,8 +26,6 @@ def tune(gen0_threshold: int) -> None:
         gc.set_threshold(gen0_threshold, gen1, gen2)
 
 
-
-
 def settle() -> None:
     """Once a process has started: what it loaded (descriptors, mappers, instrument masters, pools)
     lives as long as the process, so it is moved out of the collector's sight for good, and the
@@ -39,6 +37,7 @@ def settle() -> None:
     cost is that whatever garbage exists at that moment is kept.
     """
     gc.freeze()
+
 
 def freeze_survivors(gen0_threshold: int = 700) -> None:
     """For a process whose long-lived objects only pile up (the mock broker keeps every order it
