@@ -663,6 +663,18 @@ async def test_a_run_stopped_between_the_parts_of_its_plan_is_finished_by_the_re
     assert fanout["state"] == "DONE" and fanout["runs"] >= 2
 
 
+def on_each_look_up(pipeline, note) -> None:
+    """`note(user_ids)` at each look-up of linked accounts the pipeline's plans make."""
+    accounts = pipeline._replication.accounts  # the cache the plans read linked accounts through
+    look_up = accounts._look_up
+
+    async def noting(user_ids):
+        note(user_ids)
+        return await look_up(user_ids)
+
+    accounts._look_up = noting
+
+
 async def test_the_first_part_is_planned_from_its_own_followers_accounts_alone(
     gateway, mock, engine, js, pipelines, unique
 ):
@@ -670,15 +682,8 @@ async def test_the_first_part_is_planned_from_its_own_followers_accounts_alone(
     followers = await fixed_quantity_followers(gateway, engine, master, 7, lambda: unique("Y"))
     settings = gateway.settings.model_copy(update={"fanout_first_part": 2})
     pipeline = await pipelines(master, settings=settings)
-    accounts = pipeline._replication.accounts  # the cache the plans read linked accounts through
-    look_up = accounts._look_up
     asked: list[list[int]] = []
-
-    async def recording(user_ids):
-        asked.append(sorted(user_ids))
-        return await look_up(user_ids)
-
-    accounts._look_up = recording
+    on_each_look_up(pipeline, lambda user_ids: asked.append(sorted(user_ids)))
     await publish_order(js, order_id, master)
     await wait_acked(js, pipelines.durable)
 
@@ -707,15 +712,8 @@ async def test_the_rest_is_planned_once_the_gateway_has_the_first_part(
         return await resolve(ids)
 
     monkeypatch.setattr(gateway.sessions, "resolve", taking)
-    accounts = pipeline._replication.accounts
-    look_up = accounts._look_up
     seen_at_each_look_up: list[list[int]] = []
-
-    async def recording(user_ids):
-        seen_at_each_look_up.append(list(taken))
-        return await look_up(user_ids)
-
-    accounts._look_up = recording
+    on_each_look_up(pipeline, lambda _: seen_at_each_look_up.append(list(taken)))
     await publish_order(js, order_id, master)
     await wait_acked(js, pipelines.durable)
 

@@ -477,13 +477,13 @@ class Replication:
         arrived: asyncio.Queue[list[broker_pb2.PlacementResult] | None] = asyncio.Queue()
         readers: list[asyncio.Task[None]] = []
 
-        async def read(request: broker_pb2.ExecuteFanoutRequest, taken: asyncio.Event) -> None:
+        async def read(request: broker_pb2.ExecuteFanoutRequest, taken: asyncio.Future[None]) -> None:
             try:
                 call = self.gateway.ExecuteFanout(request, metadata=self._auth(), timeout=FANOUT_TIMEOUT_SECONDS)
                 try:
                     await call.initial_metadata()  # the gateway has the request (or the call ended)
                 finally:
-                    taken.set()
+                    taken.set_result(None)
                 async for message in call:
                     if message.results:
                         marks.setdefault("first_result", time.perf_counter())
@@ -516,7 +516,7 @@ class Replication:
                     # A large part goes out as several streams, which the channel spreads over the
                     # gateway replicas (one Python process per core), each taking its share.
                     streams = max(1, min(self.fanout_streams, -(-len(pending) // self.fanout_stream_min)))
-                    taken = [asyncio.Event() for _ in range(streams)]
+                    taken = [asyncio.get_running_loop().create_future() for _ in range(streams)]
                     for stream in range(streams):
                         request = broker_pb2.ExecuteFanoutRequest(
                             fanout_id=event.order_id,
@@ -525,7 +525,7 @@ class Replication:
                         )
                         readers.append(asyncio.create_task(read(request, taken[stream])))
                     # Before the next part is planned (parts' next step), this one leaves the process.
-                    await _all_set(taken, PART_SENT_WAIT_SECONDS)
+                    await asyncio.wait(taken, timeout=PART_SENT_WAIT_SECONDS)
             finally:
                 arrived.put_nowait(None)
 
@@ -616,13 +616,3 @@ class Replication:
 
     def _auth(self) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {self.service_token()}"),)
-
-
-async def _all_set(flags: list[asyncio.Event], timeout: float) -> None:
-    """Until every flag is set, or `timeout` passes."""
-    waiters = [asyncio.ensure_future(flag.wait()) for flag in flags]
-    try:
-        await asyncio.wait(waiters, timeout=timeout)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
